@@ -1,0 +1,1 @@
+//! Technical indicators. Each has a batch form over a slice and an incremental form.
