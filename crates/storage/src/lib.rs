@@ -1,1 +1,130 @@
+//! The Store: one API over Postgres (production) and SQLite (the embedded default).
+//!
+//! Each backend has its own SQL and migrations; both must pass the same conformance
+//! suite (`tests/conformance.rs`), which is what keeps them interchangeable.
 
+mod error;
+mod model;
+mod postgres;
+mod read;
+mod sqlite;
+
+pub use error::StoreError;
+pub use model::{Asset, SeriesInfo};
+pub use postgres::PgStore;
+pub use read::{BarPage, CandleRange, SourceChoice, read_bars, stream_bars};
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use marketd_domain::{Bar, Candle, Interval, LatestPrice};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a Store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Everything marketd persists. Implementations must behave identically; the
+/// conformance suite is the specification.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    async fn upsert_asset(&self, asset: &Asset) -> Result<()>;
+    async fn assets(&self) -> Result<Vec<Asset>>;
+    async fn asset(&self, symbol: &str) -> Result<Option<Asset>>;
+
+    /// The stored (symbol, interval) series, optionally for one symbol only.
+    async fn series(&self, symbol: Option<&str>) -> Result<Vec<SeriesInfo>>;
+
+    /// Inserts or replaces candles keyed by (symbol, interval, open_time), all in one
+    /// transaction: a retried write neither duplicates nor loses a row, and a failed one
+    /// leaves nothing behind. Candles must already be validated and aligned. Returns the
+    /// number of rows written.
+    async fn upsert_candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        source: &str,
+        candles: &[Candle],
+    ) -> Result<u64>;
+
+    /// Natively stored candles with `start <= open_time < end`, ascending, at most `limit`.
+    async fn candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+    ) -> Result<Vec<Bar>>;
+
+    /// Stores a price unless a newer one is already stored.
+    async fn upsert_latest_price(&self, price: &LatestPrice) -> Result<()>;
+
+    /// Latest prices of the given symbols; symbols without one are simply absent.
+    async fn latest_prices(&self, symbols: &[String]) -> Result<Vec<LatestPrice>>;
+
+    /// Closes the pool, waiting for checked-out connections to return.
+    async fn close(&self);
+}
+
+/// Opens the store a URL names: `sqlite://path` (created when missing) or `postgres://…`.
+pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, options).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+/// Pool settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: std::time::Duration::from_secs(3),
+        }
+    }
+}
+
+/// Keeps the last of each open_time, in ascending order: one statement may not touch a
+/// row twice on Postgres, and "last write wins" is what a retried batch means.
+pub(crate) fn dedupe_candles(candles: &[Candle]) -> Vec<Candle> {
+    let mut sorted: Vec<Candle> = candles.to_vec();
+    // A stable sort keeps equal open_times in arrival order, so the later duplicate wins.
+    sorted.sort_by_key(|c| c.open_time);
+    let mut out: Vec<Candle> = Vec::with_capacity(sorted.len());
+    for candle in sorted {
+        match out.last_mut() {
+            Some(last) if last.open_time == candle.open_time => *last = candle,
+            _ => out.push(candle),
+        }
+    }
+    out
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

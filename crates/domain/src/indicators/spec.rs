@@ -867,3 +867,150 @@ impl IndicatorState {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(list: &str) -> String {
+        parse_indicators(list).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let specs = parse_indicators("rsi:14,ema:50,macd:12:26:9,bbands:20:2").unwrap();
+        let printed: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        assert_eq!(printed, ["rsi:14", "ema:50", "macd:12:26:9", "bbands:20:2"]);
+        assert_eq!(specs[2].outputs(), ["macd", "macd_signal", "macd_hist"]);
+        assert_eq!(specs[3].params(), [20.0, 2.0]);
+    }
+
+    #[test]
+    fn omitted_parameters_take_talib_defaults() {
+        let specs = parse_indicators("rsi, macd::30 ,bbands:10,stoch,sma,obv").unwrap();
+        let printed: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            printed,
+            [
+                "rsi:14",
+                "macd:12:30:9",
+                "bbands:10:2",
+                "stoch:5:3:3",
+                "sma:30",
+                "obv"
+            ]
+        );
+        assert_eq!(
+            "BBANDS:20:1.5"
+                .parse::<IndicatorSpec>()
+                .unwrap()
+                .to_string(),
+            "bbands:20:1.5"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_token_and_what_is_allowed() {
+        assert_eq!(
+            parse_err("rsi:14,foo:3"),
+            format!(
+                "unknown indicator `foo` in `foo:3`; allowed: {}",
+                IndicatorKind::all()
+                    .map(IndicatorKind::name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        assert_eq!(
+            parse_err("rsi:1"),
+            "`rsi:1`: period is `1`, expected a whole number from 2 to 1000"
+        );
+        assert_eq!(
+            parse_err("ema:14.5"),
+            "`ema:14.5`: period is `14.5`, expected a whole number from 2 to 1000"
+        );
+        assert_eq!(
+            parse_err("bbands:20:inf"),
+            "`bbands:20:inf`: k is `inf`, expected a number from 0 to 10"
+        );
+        assert_eq!(
+            parse_err("sma:1e3"),
+            "`sma:1e3`: period is `1e3`, expected a whole number from 2 to 1000"
+        );
+        assert_eq!(
+            parse_err("rsi:14:3"),
+            "`rsi:14:3`: rsi takes at most 1 parameter(s): period"
+        );
+        assert_eq!(
+            parse_err("vwap:1"),
+            "`vwap:1`: vwap takes at most 0 parameter(s): none"
+        );
+        assert_eq!(
+            parse_err("macd:26:12"),
+            "`macd:26:12`: the fast period must be shorter than the slow period"
+        );
+        assert_eq!(
+            parse_err("rsi,,ema"),
+            "indicator 2 of the list is empty; separate indicators with single commas"
+        );
+        assert_eq!(
+            parse_err(" "),
+            "no indicators given; list them like `rsi:14,ema:50,macd:12:26:9`"
+        );
+        assert_eq!(
+            parse_err(&["rsi"; 11].join(",")),
+            "11 indicators requested; at most 10 are allowed per request"
+        );
+        assert!(parse_indicators(&["rsi"; 10].join(",")).is_ok());
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_in_declaration_order() {
+        for (i, kind) in IndicatorKind::all().enumerate() {
+            assert_eq!(kind as usize, i);
+            assert_eq!(IndicatorKind::from_name(kind.name()), Some(kind));
+            let spec = IndicatorSpec::with_defaults(kind);
+            assert_eq!(spec.output_lookbacks().len(), kind.info().outputs.len());
+            assert_eq!(spec.to_string().parse::<IndicatorSpec>().unwrap(), spec);
+        }
+        assert_eq!(IndicatorKind::all().count(), KINDS.len());
+    }
+
+    #[test]
+    fn lookbacks_are_talibs() {
+        let lookback = |t: &str| t.parse::<IndicatorSpec>().unwrap().output_lookbacks();
+        assert_eq!(lookback("sma:30"), [29]);
+        assert_eq!(lookback("tema:30"), [87]);
+        assert_eq!(lookback("macd:12:26:9"), [33, 33, 33]);
+        assert_eq!(lookback("stoch:5:3:3"), [8, 8]);
+        assert_eq!(lookback("stochrsi:14:5:3"), [20, 20]);
+        assert_eq!(lookback("adx:14"), [27, 14, 14]);
+        assert_eq!(lookback("rsi:14"), [14]);
+    }
+
+    #[test]
+    fn warm_up_grows_with_recursion() {
+        let warm = |t: &str| match t.parse::<IndicatorSpec>().unwrap().warm_up() {
+            WarmUp::Candles(n) => n,
+            other => panic!("{t}: {other:?}"),
+        };
+        assert_eq!(warm("sma:20"), 19);
+        assert_eq!(warm("bbands:20:2"), 19);
+        // (49/51)^m <= 1e-10 from m = 576 on.
+        assert_eq!(warm("ema:50"), 49 + 576);
+        assert!(warm("dema:50") > warm("ema:50") + 49);
+        assert!(warm("adx:14") > warm("atr:14"));
+    }
+
+    #[test]
+    fn settling_bounds_the_cascade() {
+        for stages in 1..=3 {
+            let m = settling(0.9, stages, 1e-10);
+            let paths = |m: usize| {
+                (1..stages).fold(1.0, |p, j| p * (m as f64 + f64::from(j)) / f64::from(j))
+            };
+            assert!(paths(m) * 0.9_f64.powi(m as i32) <= 1e-10);
+            assert!(paths(m - 1) * 0.9_f64.powi(m as i32 - 1) > 1e-10);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The Postgres backend, for production and for several replicas sharing one database.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use marketd_domain::{Bar, Candle, Interval, LatestPrice};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool};
+
+use crate::model::{
+    AssetRow, CandleRow, PriceRow, asset_from_row, bar_from_row, join_sources, price_from_row,
+};
+use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Rows per UNNEST insert: large enough to amortise round trips, small enough that one
+/// statement's arrays stay a few hundred kilobytes.
+const ROWS_PER_INSERT: usize = 5_000;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url)?.application_name("marketd");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // After five executions Postgres may switch a prepared statement to a
+                    // generic plan; for our range reads that plan scans the whole symbol
+                    // and sorts, several times slower than the custom plan (DESIGN §9).
+                    conn.execute("SET plan_cache_mode = force_custom_plan")
+                        .await?;
+                    Ok(())
+                })
+            })
+            // Connect lazily so the service starts, and reports itself unready, while the
+            // database is down; the pool reconnects on its own when it returns.
+            .connect_lazy_with(connect);
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn upsert_asset(&self, asset: &Asset) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO assets (symbol, name, quote, sources, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (symbol) DO UPDATE SET
+                 name = excluded.name, quote = excluded.quote, sources = excluded.sources",
+        )
+        .bind(&asset.symbol)
+        .bind(&asset.name)
+        .bind(&asset.quote)
+        .bind(join_sources(&asset.sources))
+        .bind(asset.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn assets(&self) -> Result<Vec<Asset>> {
+        let rows: Vec<AssetRow> = sqlx::query_as(
+            "SELECT symbol, name, quote, sources, created_at FROM assets ORDER BY symbol",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(asset_from_row).collect())
+    }
+
+    async fn asset(&self, symbol: &str) -> Result<Option<Asset>> {
+        let row: Option<AssetRow> = sqlx::query_as(
+            "SELECT symbol, name, quote, sources, created_at FROM assets WHERE symbol = $1",
+        )
+        .bind(symbol)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(asset_from_row))
+    }
+
+    async fn series(&self, symbol: Option<&str>) -> Result<Vec<SeriesInfo>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT symbol, period, first_open_time, last_open_time FROM series
+             WHERE $1::text IS NULL OR symbol = $1 ORDER BY symbol",
+        )
+        .bind(symbol)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(crate::read::series_from_rows(rows))
+    }
+
+    async fn upsert_candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        source: &str,
+        candles: &[Candle],
+    ) -> Result<u64> {
+        let candles = dedupe_candles(candles);
+        let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
+            return Ok(0);
+        };
+        let updated_at = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut written = 0;
+        for chunk in candles.chunks(ROWS_PER_INSERT) {
+            let column = |f: fn(&Candle) -> f64| chunk.iter().map(f).collect::<Vec<f64>>();
+            let open_times: Vec<i64> = chunk.iter().map(|c| c.open_time).collect();
+            written += sqlx::query(
+                "INSERT INTO candles
+                 (symbol, period, open_time, open, high, low, close, volume, source, updated_at)
+                 SELECT $1, $2, t.open_time, t.open, t.high, t.low, t.close, t.volume, $3, $4
+                 FROM UNNEST($5::bigint[], $6::float8[], $7::float8[], $8::float8[],
+                             $9::float8[], $10::float8[])
+                      AS t(open_time, open, high, low, close, volume)
+                 ON CONFLICT (symbol, period, open_time) DO UPDATE SET
+                     open = excluded.open, high = excluded.high, low = excluded.low,
+                     close = excluded.close, volume = excluded.volume,
+                     source = excluded.source, updated_at = excluded.updated_at",
+            )
+            .bind(symbol)
+            .bind(interval.as_str())
+            .bind(source)
+            .bind(updated_at)
+            .bind(open_times)
+            .bind(column(|c| c.open))
+            .bind(column(|c| c.high))
+            .bind(column(|c| c.low))
+            .bind(column(|c| c.close))
+            .bind(column(|c| c.volume))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query(
+            "INSERT INTO series (symbol, period, first_open_time, last_open_time)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (symbol, period) DO UPDATE SET
+                 first_open_time = LEAST(series.first_open_time, excluded.first_open_time),
+                 last_open_time = GREATEST(series.last_open_time, excluded.last_open_time)",
+        )
+        .bind(symbol)
+        .bind(interval.as_str())
+        .bind(first.open_time)
+        .bind(last.open_time)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+    ) -> Result<Vec<Bar>> {
+        let rows: Vec<CandleRow> = sqlx::query_as(
+            "SELECT open_time, open, high, low, close, volume, source FROM candles
+             WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
+             ORDER BY open_time LIMIT $5",
+        )
+        .bind(symbol)
+        .bind(interval.as_str())
+        .bind(start)
+        .bind(end)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(bar_from_row).collect())
+    }
+
+    async fn upsert_latest_price(&self, p: &LatestPrice) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO latest_prices
+             (symbol, price, open_24h, high_24h, low_24h, volume_24h, as_of, source)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (symbol) DO UPDATE SET
+                 price = excluded.price, open_24h = excluded.open_24h,
+                 high_24h = excluded.high_24h, low_24h = excluded.low_24h,
+                 volume_24h = excluded.volume_24h, as_of = excluded.as_of,
+                 source = excluded.source
+             WHERE excluded.as_of >= latest_prices.as_of",
+        )
+        .bind(&p.symbol)
+        .bind(p.price)
+        .bind(p.open_24h)
+        .bind(p.high_24h)
+        .bind(p.low_24h)
+        .bind(p.volume_24h)
+        .bind(p.as_of)
+        .bind(&p.source)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_prices(&self, symbols: &[String]) -> Result<Vec<LatestPrice>> {
+        let rows: Vec<PriceRow> = sqlx::query_as(
+            "SELECT symbol, price, open_24h, high_24h, low_24h, volume_24h, as_of, source
+             FROM latest_prices WHERE symbol = ANY($1) ORDER BY symbol",
+        )
+        .bind(symbols)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(price_from_row).collect())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,237 @@
+//! The SQLite backend: one file, WAL mode, so readers never wait for the writer.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use marketd_domain::{Bar, Candle, Interval, LatestPrice};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use crate::model::{
+    AssetRow, CandleRow, PriceRow, asset_from_row, bar_from_row, join_sources, price_from_row,
+};
+use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// Rows per multi-row INSERT: 10 bound values each keeps us far below SQLite's limit of
+/// 32,766 variables while amortising the statement overhead.
+const ROWS_PER_INSERT: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL is durable across application crashes in WAL mode; only a power loss
+            // can drop the last commits, which a re-ingest restores.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Begins a write transaction that takes SQLite's write lock up front, so it waits on
+    /// the busy timeout instead of failing on a snapshot conflict halfway through.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn upsert_asset(&self, asset: &Asset) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO assets (symbol, name, quote, sources, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (symbol) DO UPDATE SET
+                 name = excluded.name, quote = excluded.quote, sources = excluded.sources",
+        )
+        .bind(&asset.symbol)
+        .bind(&asset.name)
+        .bind(&asset.quote)
+        .bind(join_sources(&asset.sources))
+        .bind(asset.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn assets(&self) -> Result<Vec<Asset>> {
+        let rows: Vec<AssetRow> = sqlx::query_as(
+            "SELECT symbol, name, quote, sources, created_at FROM assets ORDER BY symbol",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(asset_from_row).collect())
+    }
+
+    async fn asset(&self, symbol: &str) -> Result<Option<Asset>> {
+        let row: Option<AssetRow> = sqlx::query_as(
+            "SELECT symbol, name, quote, sources, created_at FROM assets WHERE symbol = ?",
+        )
+        .bind(symbol)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(asset_from_row))
+    }
+
+    async fn series(&self, symbol: Option<&str>) -> Result<Vec<SeriesInfo>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT symbol, period, first_open_time, last_open_time FROM series
+             WHERE ?1 IS NULL OR symbol = ?1 ORDER BY symbol",
+        )
+        .bind(symbol)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(crate::read::series_from_rows(rows))
+    }
+
+    async fn upsert_candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        source: &str,
+        candles: &[Candle],
+    ) -> Result<u64> {
+        let candles = dedupe_candles(candles);
+        let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
+            return Ok(0);
+        };
+        let updated_at = now_ms();
+        let mut tx = self.begin_write().await?;
+        let mut written = 0;
+        for chunk in candles.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO candles
+                 (symbol, period, open_time, open, high, low, close, volume, source, updated_at) ",
+            );
+            insert.push_values(chunk, |mut row, c| {
+                row.push_bind(symbol)
+                    .push_bind(interval.as_str())
+                    .push_bind(c.open_time)
+                    .push_bind(c.open)
+                    .push_bind(c.high)
+                    .push_bind(c.low)
+                    .push_bind(c.close)
+                    .push_bind(c.volume)
+                    .push_bind(source)
+                    .push_bind(updated_at);
+            });
+            insert.push(
+                " ON CONFLICT (symbol, period, open_time) DO UPDATE SET
+                    open = excluded.open, high = excluded.high, low = excluded.low,
+                    close = excluded.close, volume = excluded.volume,
+                    source = excluded.source, updated_at = excluded.updated_at",
+            );
+            written += insert.build().execute(&mut *tx).await?.rows_affected();
+        }
+        sqlx::query(
+            "INSERT INTO series (symbol, period, first_open_time, last_open_time)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (symbol, period) DO UPDATE SET
+                 first_open_time = min(series.first_open_time, excluded.first_open_time),
+                 last_open_time = max(series.last_open_time, excluded.last_open_time)",
+        )
+        .bind(symbol)
+        .bind(interval.as_str())
+        .bind(first.open_time)
+        .bind(last.open_time)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+    ) -> Result<Vec<Bar>> {
+        let rows: Vec<CandleRow> = sqlx::query_as(
+            "SELECT open_time, open, high, low, close, volume, source FROM candles
+             WHERE symbol = ? AND period = ? AND open_time >= ? AND open_time < ?
+             ORDER BY open_time LIMIT ?",
+        )
+        .bind(symbol)
+        .bind(interval.as_str())
+        .bind(start)
+        .bind(end)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(bar_from_row).collect())
+    }
+
+    async fn upsert_latest_price(&self, p: &LatestPrice) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO latest_prices
+             (symbol, price, open_24h, high_24h, low_24h, volume_24h, as_of, source)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (symbol) DO UPDATE SET
+                 price = excluded.price, open_24h = excluded.open_24h,
+                 high_24h = excluded.high_24h, low_24h = excluded.low_24h,
+                 volume_24h = excluded.volume_24h, as_of = excluded.as_of,
+                 source = excluded.source
+             WHERE excluded.as_of >= latest_prices.as_of",
+        )
+        .bind(&p.symbol)
+        .bind(p.price)
+        .bind(p.open_24h)
+        .bind(p.high_24h)
+        .bind(p.low_24h)
+        .bind(p.volume_24h)
+        .bind(p.as_of)
+        .bind(&p.source)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_prices(&self, symbols: &[String]) -> Result<Vec<LatestPrice>> {
+        if symbols.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT symbol, price, open_24h, high_24h, low_24h, volume_24h, as_of, source
+             FROM latest_prices WHERE symbol IN (",
+        );
+        let mut list = query.separated(", ");
+        for symbol in symbols {
+            list.push_bind(symbol);
+        }
+        query.push(") ORDER BY symbol");
+        let rows: Vec<PriceRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(price_from_row).collect())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
