@@ -2,6 +2,11 @@
 //! agree, non-finite inputs are refused at the right index without disturbing the
 //! state, and the advertised warm-up makes a late start agree with the full history.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers shared by the tests fail loudly"
+)]
+
 use marketd_domain::Candle;
 use marketd_domain::indicators::{IndicatorError, IndicatorKind, IndicatorSpec, InputKind, WarmUp};
 use proptest::prelude::*;
@@ -162,7 +167,7 @@ proptest! {
         poison(&mut dirty[at], field, bad);
 
         let expected = IndicatorError::NotFinite { index: at, field };
-        prop_assert_eq!(spec.compute(&dirty).unwrap_err(), expected.clone());
+        prop_assert_eq!(spec.compute(&dirty).unwrap_err(), expected);
 
         // The state refuses the candle, stays as it was, and carries on as if the bad
         // candle had never been offered.
@@ -170,7 +175,7 @@ proptest! {
         let mut skipped = spec.state();
         for (i, (&c, &d)) in clean.iter().zip(&dirty).enumerate() {
             if i == at {
-                prop_assert_eq!(state.push(d).unwrap_err(), expected.clone());
+                prop_assert_eq!(state.push(d).unwrap_err(), expected);
                 continue;
             }
             let a = state.push(d).unwrap();

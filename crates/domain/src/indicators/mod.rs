@@ -56,7 +56,7 @@ use crate::Candle;
 pub type Series = Vec<Option<f64>>;
 
 /// Why an indicator could not be computed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
 pub enum IndicatorError {
     /// An input was NaN or infinite. `index` counts from the first value given.
     #[error("input {field} at index {index} is not a finite number")]
