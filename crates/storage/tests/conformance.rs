@@ -1,6 +1,8 @@
 //! The Store specification: every test here runs against SQLite and against Postgres,
 //! and both must pass it unchanged.
 
+#![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
 use std::future::Future;
 use std::sync::Arc;
 
