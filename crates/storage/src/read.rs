@@ -32,20 +32,37 @@ pub enum SourceChoice {
 }
 
 impl SourceChoice {
-    /// Picks the native series if stored, else the finest stored interval that divides
-    /// `interval` (finest, so every derived bucket is as complete as the data allows).
-    pub fn pick(stored: &[SeriesInfo], symbol: &str, interval: Interval) -> Self {
-        let stored_intervals = stored
+    /// Picks the native series if stored. Otherwise derives from the finest stored interval
+    /// that divides `interval` and whose data reaches back to `window_start`; if none
+    /// reaches that far, from the one with the longest history. Finer sources make
+    /// complete buckets; but a fine series kept only for recent days must not hide the
+    /// longer history of a coarser one.
+    pub fn pick(
+        stored: &[SeriesInfo],
+        symbol: &str,
+        interval: Interval,
+        window_start: i64,
+    ) -> Self {
+        let mut candidates: Vec<&SeriesInfo> = stored
             .iter()
-            .filter(|s| s.symbol == symbol)
-            .map(|s| s.interval);
-        if stored_intervals.clone().any(|i| i == interval) {
+            .filter(|s| {
+                s.symbol == symbol && (s.interval == interval || s.interval.divides(interval))
+            })
+            .collect();
+        if candidates.iter().any(|s| s.interval == interval) {
             return SourceChoice::Native;
         }
-        stored_intervals
-            .filter(|fine| *fine < interval && fine.divides(interval))
-            .min()
-            .map_or(SourceChoice::Unavailable, SourceChoice::Derived)
+        candidates.retain(|s| s.interval < interval);
+        let covering = candidates
+            .iter()
+            .filter(|s| s.first_open_time <= window_start)
+            .min_by_key(|s| s.interval);
+        let longest = candidates
+            .iter()
+            .min_by_key(|s| (s.first_open_time, s.interval));
+        covering.or(longest).map_or(SourceChoice::Unavailable, |s| {
+            SourceChoice::Derived(s.interval)
+        })
     }
 
     /// The interval rows are read from, if any.

@@ -417,36 +417,40 @@ async fn derived_buckets_report_missing_minutes(store: Arc<dyn Store>) {
 }
 
 async fn picks_native_then_finest_divisor(store: Arc<dyn Store>) {
+    // Hours for ten days, quarter hours for the last day only.
     store
-        .upsert_candles("BTC", Interval::H1, "test", &series(3, MONDAY, HOUR))
+        .upsert_candles("BTC", Interval::H1, "test", &series(240, MONDAY, HOUR))
         .await
         .unwrap();
+    let recent = MONDAY + 9 * DAY;
     store
         .upsert_candles(
             "BTC",
             Interval::M15,
             "test",
-            &series(3, MONDAY, 15 * MINUTE),
+            &series(96, recent, 15 * MINUTE),
         )
         .await
         .unwrap();
     let stored = store.series(None).await.unwrap();
+    let pick = |symbol, interval, start| SourceChoice::pick(&stored, symbol, interval, start);
+    assert_eq!(pick("BTC", Interval::H1, MONDAY), SourceChoice::Native);
+    // The finest source that covers the window wins...
     assert_eq!(
-        SourceChoice::pick(&stored, "BTC", Interval::H1),
-        SourceChoice::Native
-    );
-    assert_eq!(
-        SourceChoice::pick(&stored, "BTC", Interval::H4),
+        pick("BTC", Interval::H4, recent),
         SourceChoice::Derived(Interval::M15)
     );
+    // ...but a short fine history does not hide the longer coarse one.
     assert_eq!(
-        SourceChoice::pick(&stored, "BTC", Interval::M5),
-        SourceChoice::Unavailable
+        pick("BTC", Interval::H4, MONDAY),
+        SourceChoice::Derived(Interval::H1)
     );
     assert_eq!(
-        SourceChoice::pick(&stored, "ETH", Interval::H1),
-        SourceChoice::Unavailable
+        pick("BTC", Interval::H4, MONDAY - DAY),
+        SourceChoice::Derived(Interval::H1)
     );
+    assert_eq!(pick("BTC", Interval::M5, recent), SourceChoice::Unavailable);
+    assert_eq!(pick("ETH", Interval::H1, MONDAY), SourceChoice::Unavailable);
 }
 
 async fn paging_returns_every_candle_once(store: Arc<dyn Store>) {

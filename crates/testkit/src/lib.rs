@@ -4,7 +4,10 @@
 //! Without a reachable Postgres the Postgres suites are skipped with a notice, so
 //! `cargo test` passes on a bare machine; with `CI=true` an unreachable Postgres fails.
 
-#![expect(clippy::expect_used, reason = "test support: a failed set-up must fail the test loudly")]
+#![expect(
+    clippy::expect_used,
+    reason = "test support: a failed set-up must fail the test loudly"
+)]
 
 use std::io::Write;
 use std::sync::OnceLock;
