@@ -1,7 +1,5 @@
 //! Fixed-size windows over the most recent inputs, shared by the incremental states.
 
-use std::collections::VecDeque;
-
 /// The last `capacity` values, oldest first.
 #[derive(Debug, Clone)]
 pub(crate) struct Ring {
@@ -67,42 +65,71 @@ impl Ring {
     }
 }
 
-/// The highest (`MAX = true`) or lowest value of the last `window` inputs, in amortised
-/// constant time: a value that can never again be the extreme is dropped at once.
+/// The highest (`MAX = true`) or lowest value of the last `window` inputs.
+///
+/// Keeps the current extreme and where it was seen; only when it leaves the window is the
+/// window searched again. On market data that is rare, so a step usually costs one
+/// comparison (a deque of candidates has the better worst case but is slower in practice).
 #[derive(Debug, Clone)]
 pub(crate) struct Extreme<const MAX: bool> {
+    values: Vec<f64>,
     window: usize,
+    /// Slot of the next value: `seen % window`, kept without dividing.
+    next: usize,
     seen: usize,
-    candidates: VecDeque<(usize, f64)>,
+    best: f64,
+    best_at: usize,
 }
 
 impl<const MAX: bool> Extreme<MAX> {
     pub(crate) fn new(window: usize) -> Self {
         Self {
+            values: Vec::with_capacity(window),
             window,
+            next: 0,
             seen: 0,
-            candidates: VecDeque::with_capacity(window + 1),
+            best: 0.0,
+            best_at: 0,
         }
+    }
+
+    #[inline]
+    fn beats(a: f64, b: f64) -> bool {
+        if MAX { a >= b } else { a <= b }
     }
 
     /// Adds a value and returns the extreme of the window ending with it.
     #[inline]
     pub(crate) fn push(&mut self, value: f64) -> f64 {
-        while let Some(&(_, last)) = self.candidates.back() {
-            let dominated = if MAX { last <= value } else { last >= value };
-            if !dominated {
-                break;
-            }
-            self.candidates.pop_back();
+        if self.values.len() < self.window {
+            self.values.push(value);
+        } else {
+            self.values[self.next] = value;
         }
-        self.candidates.push_back((self.seen, value));
-        while let Some(&(index, _)) = self.candidates.front() {
-            if index + self.window > self.seen {
-                break;
+        self.next += 1;
+        if self.next == self.window {
+            self.next = 0;
+        }
+        if self.seen == 0 || Self::beats(value, self.best) {
+            self.best = value;
+            self.best_at = self.seen;
+        } else if self.best_at + self.window <= self.seen {
+            // The extreme fell out: search the window, oldest first, so ties go to the
+            // newest and stay longest.
+            // After the write above, `next` is the oldest slot.
+            let (newer, older) = self.values.split_at(self.next);
+            let mut at = self.seen + 1 - self.window;
+            self.best = older[0];
+            self.best_at = at;
+            for &v in older[1..].iter().chain(newer) {
+                at += 1;
+                if Self::beats(v, self.best) {
+                    self.best = v;
+                    self.best_at = at;
+                }
             }
-            self.candidates.pop_front();
         }
         self.seen += 1;
-        self.candidates.front().map_or(value, |&(_, v)| v)
+        self.best
     }
 }
