@@ -19,10 +19,14 @@
 //! the same candle as its slow one. The arithmetic follows TA-Lib's order of operations,
 //! so results agree to the last bit or nearly so.
 //!
-//! Where TA-Lib treats small magnitudes as zero (below 1e-8 for RSI, DI/DX and variance,
-//! below 1.0 for MFI's money flow), marketd treats only an exact zero as zero: those
-//! absolute cut-offs would flatten every indicator of an asset priced in millionths of a
-//! dollar. On series whose magnitudes stay clear of the cut-offs the two agree.
+//! Zero tests are relative, never absolute: a high-low range or a CCI deviation counts as
+//! zero only when it is below about 90 ulps of the prices involved (as in TA-Lib 0.8,
+//! which the fixtures come from), and RSI, DI and MFI divide unless the denominator is
+//! exactly zero. TA-Lib releases before 0.8 treated anything below 1e-8 as zero, which
+//! flattens every indicator of an asset priced in millionths of a dollar. MFI also
+//! resets its sums when the window holds no money flow, where TA-Lib returns a rounding
+//! residue near 1e-14 instead of 0, and the rolling variance is computed about an
+//! anchor near the mean rather than as E[x²] − E[x]², which loses digits at high prices.
 //!
 //! [`IndicatorSpec`] describes the indicators uniformly (names, parameters, outputs,
 //! lookback, warm-up) and parses the `rsi:14,ema:50` request grammar.
