@@ -1,0 +1,81 @@
+//! Extractors whose rejections are problem documents, not axum's plain-text defaults.
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use validator::{Validate, ValidationErrors};
+
+use crate::error::{ApiError, FieldError};
+
+/// A query string deserialised into `T` and checked with `validator`. Parse failures
+/// are 400 `malformed_query`; rule violations are 422 `validation_failed`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Validate,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+        let value: T = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner().to_string();
+            if path == "." || path.is_empty() {
+                ApiError::MalformedQuery(format!("query string: {inner}"))
+            } else {
+                ApiError::MalformedQuery(format!("query parameter `{path}`: {inner}"))
+            }
+        })?;
+        value
+            .validate()
+            .map_err(|errors| ApiError::Validation(field_errors(&errors)))?;
+        Ok(ApiQuery(value))
+    }
+}
+
+/// Flattens validator's nested errors into `{field, message}` pairs, sorted by field so
+/// responses are stable.
+pub fn field_errors(errors: &ValidationErrors) -> Vec<FieldError> {
+    let mut out: Vec<FieldError> = errors
+        .field_errors()
+        .into_iter()
+        .flat_map(|(field, list)| {
+            list.iter().map(move |e| FieldError {
+                field: field.to_string(),
+                message: e
+                    .message
+                    .as_ref()
+                    .map_or_else(|| e.code.to_string(), ToString::to_string),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}
+
+/// A path segment as a string; a segment that is not valid UTF-8 is a 400 problem.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| {
+                ApiError::MalformedQuery(format!("path: {}", rejection.body_text()))
+            })
+    }
+}

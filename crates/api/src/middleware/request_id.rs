@@ -1,0 +1,63 @@
+//! Gives every request an id: the caller's `x-request-id` when it is sane, else a new
+//! UUIDv7. It is echoed on the response and written into every problem document.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest caller-supplied id we keep; longer ones are replaced, not truncated, so an id
+/// always matches what the caller can search their own logs for.
+const MAX_LEN: usize = 128;
+
+/// The id of the current request, in request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+fn acceptable(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_LEN
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .filter(|v| acceptable(v))
+        .cloned()
+        .unwrap_or_else(|| {
+            let fresh = uuid::Uuid::now_v7().hyphenated().to_string();
+            HeaderValue::from_str(&fresh).unwrap_or(HeaderValue::from_static("unknown"))
+        });
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_sane_ids() {
+        assert!(acceptable(&HeaderValue::from_static("abc-123_x.y:z")));
+        assert!(!acceptable(&HeaderValue::from_static("")));
+        assert!(!acceptable(&HeaderValue::from_static("has space")));
+        assert!(!acceptable(
+            &HeaderValue::from_str(&"a".repeat(129)).unwrap()
+        ));
+    }
+}

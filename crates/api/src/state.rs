@@ -1,0 +1,45 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+
+use marketd_storage::Store;
+
+/// Milliseconds since the Unix epoch; injectable so tests can fix "now".
+pub type Clock = fn() -> i64;
+
+pub fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What handlers need: the store and a clock.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Clock,
+    /// A latest price older than this is reported with `stale: true`.
+    pub stale_after_ms: i64,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            clock: system_clock,
+            stale_after_ms: 120_000,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.store.backend())
+            .finish_non_exhaustive()
+    }
+}

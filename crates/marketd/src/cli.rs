@@ -1,0 +1,191 @@
+//! The command line: `serve` (the default), `migrate`, `import`, `openapi`, `config check`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use marketd_domain::{Interval, Symbol};
+
+use crate::config::{Config, LogFormat, Overrides, ServeOverrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "marketd",
+    version,
+    about = "Crypto market data over a documented REST API"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Overrides,
+    #[command(flatten)]
+    serve: ServeOverrides,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default when no command is given).
+    Serve(ServeOverrides),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Import candles from a CSV file, all or nothing.
+    Import {
+        /// CSV with header `open_time,open,high,low,close,volume` (open_time RFC 3339 or
+        /// Unix ms), or a Binance kline file without header.
+        file: PathBuf,
+        /// Symbol the candles belong to, e.g. BTC.
+        #[arg(long, value_parser = parse_symbol)]
+        symbol: Symbol,
+        /// Interval of the candles: 1m 5m 15m 1h 4h 1d 1w.
+        #[arg(long, value_parser = parse_interval)]
+        interval: Interval,
+        /// Source name stored with the candles.
+        #[arg(long, default_value = "csv")]
+        source: String,
+        /// Import the good rows even when some rows are bad.
+        #[arg(long)]
+        skip_bad_rows: bool,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, secrets masked; fail on a bad setting.
+    Check(ServeOverrides),
+}
+
+fn parse_symbol(raw: &str) -> Result<Symbol, String> {
+    Symbol::parse(raw).map_err(|e| e.to_string())
+}
+
+fn parse_interval(raw: &str) -> Result<Interval, String> {
+    raw.parse()
+        .map_err(|e: marketd_domain::interval::UnknownInterval| e.to_string())
+}
+
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the command line; the process exit code says whether it succeeded.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli {
+        common,
+        serve,
+        command,
+    } = cli;
+    match command {
+        None => serve_with(&common, &serve).await,
+        Some(Command::Serve(own)) => serve_with(&common, &merge(serve, own)).await,
+        Some(Command::Migrate) => {
+            let config = Config::load(&common, &serve)?;
+            init_tracing(config.log_format);
+            let store = crate::server::open_store(&config).await?;
+            store.close().await;
+            writeln!(std::io::stderr(), "migrations applied")?;
+            Ok(())
+        }
+        Some(Command::Import {
+            file,
+            symbol,
+            interval,
+            source,
+            skip_bad_rows,
+        }) => {
+            let config = Config::load(&common, &serve)?;
+            let store = crate::server::open_store(&config).await?;
+            let began = std::time::Instant::now();
+            let result = crate::import::run(
+                store.as_ref(),
+                &file,
+                &symbol,
+                interval,
+                &source,
+                skip_bad_rows,
+            )
+            .await;
+            store.close().await;
+            let written = result?;
+            writeln!(
+                std::io::stderr(),
+                "imported {written} {interval} candles for {symbol} in {:.1}s",
+                began.elapsed().as_secs_f64()
+            )?;
+            Ok(())
+        }
+        Some(Command::Openapi) => {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{}", openapi_json())?;
+            Ok(())
+        }
+        Some(Command::Config {
+            command: ConfigCommand::Check(own),
+        }) => {
+            let config = Config::load(&common, &merge(serve, own))?;
+            write!(std::io::stdout().lock(), "{}", config.describe())?;
+            Ok(())
+        }
+    }
+}
+
+/// Flags given after `serve` win over the same flags given before it.
+fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
+    ServeOverrides {
+        listen: inner.listen.or(outer.listen),
+        demo: inner.demo || (outer.demo && !inner.no_demo),
+        no_demo: inner.no_demo || (outer.no_demo && !inner.demo),
+        shutdown_timeout_secs: inner.shutdown_timeout_secs.or(outer.shutdown_timeout_secs),
+        max_connections: inner.max_connections.or(outer.max_connections),
+    }
+}
+
+async fn serve_with(common: &Overrides, serve: &ServeOverrides) -> anyhow::Result<()> {
+    let config = Config::load(common, serve)?;
+    init_tracing(config.log_format);
+    crate::server::serve(config).await
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    marketd_api::openapi().to_pretty_json().unwrap_or_default()
+}

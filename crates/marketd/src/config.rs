@@ -1,0 +1,265 @@
+//! One typed configuration, layered: defaults, then an optional TOML file, then
+//! `MARKETD_*` environment variables and command-line flags (clap reads both). Every
+//! value is checked at start-up so a bad setting fails fast and names itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://marketd.db";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable when standard error is a terminal, JSON otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+/// Settings that may come from the TOML file. Every field is optional: the file only
+/// overrides what it names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Address to serve HTTP on.
+    pub listen: Option<String>,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
+    pub database_url: Option<String>,
+    /// Seed and animate simulated demo data.
+    pub demo: Option<bool>,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Largest database pool.
+    pub max_connections: Option<u32>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// Values given on the command line or in the environment; they win over the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "MARKETD_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Database URL: `sqlite://PATH` (created if missing) or `postgres://…` [default: sqlite://marketd.db]
+    #[arg(long, env = "MARKETD_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Log format [default: auto]
+    #[arg(long, env = "MARKETD_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Serve-only overrides.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeOverrides {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "MARKETD_LISTEN")]
+    pub listen: Option<String>,
+    /// Seed and animate simulated demo data [default: on for SQLite, off for Postgres]
+    #[arg(long, overrides_with = "no_demo")]
+    pub demo: bool,
+    /// Do not seed demo data.
+    #[arg(long)]
+    pub no_demo: bool,
+    /// Seconds in-flight requests get to finish on shutdown [default: 10]
+    #[arg(long, env = "MARKETD_SHUTDOWN_TIMEOUT_SECS")]
+    pub shutdown_timeout_secs: Option<u64>,
+    /// Largest database pool [default: 16]
+    #[arg(long, env = "MARKETD_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub demo: bool,
+    pub shutdown_timeout: Duration,
+    pub max_connections: u32,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("listen: {0:?} is not an address such as 127.0.0.1:8080")]
+    Listen(String),
+    #[error("database_url: must start with sqlite:// or postgres://, got {0:?}")]
+    DatabaseUrl(String),
+    #[error("max_connections: must be between 1 and 1000")]
+    MaxConnections,
+    #[error("shutdown_timeout_secs: must be between 0 and 3600")]
+    ShutdownTimeout,
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+impl Config {
+    pub fn load(common: &Overrides, serve: &ServeOverrides) -> Result<Self, ConfigError> {
+        let file = match &common.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen_raw = serve
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_raw
+            .parse()
+            .map_err(|_| ConfigError::Listen(listen_raw.clone()))?;
+        let database_url = common
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let is_sqlite = database_url.starts_with("sqlite:");
+        if !is_sqlite
+            && !database_url.starts_with("postgres://")
+            && !database_url.starts_with("postgresql://")
+        {
+            return Err(ConfigError::DatabaseUrl(mask_url(&database_url)));
+        }
+        let demo = if serve.no_demo {
+            false
+        } else if serve.demo {
+            true
+        } else {
+            file.demo.unwrap_or(is_sqlite)
+        };
+        let max_connections = serve.max_connections.or(file.max_connections).unwrap_or(16);
+        if !(1..=1000).contains(&max_connections) {
+            return Err(ConfigError::MaxConnections);
+        }
+        let shutdown_secs = serve
+            .shutdown_timeout_secs
+            .or(file.shutdown_timeout_secs)
+            .unwrap_or(10);
+        if shutdown_secs > 3600 {
+            return Err(ConfigError::ShutdownTimeout);
+        }
+        Ok(Self {
+            listen,
+            database_url,
+            demo,
+            shutdown_timeout: Duration::from_secs(shutdown_secs),
+            max_connections,
+            log_format: common
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Auto),
+        })
+    }
+
+    /// The configuration as `marketd config check` prints it, secrets masked.
+    pub fn describe(&self) -> String {
+        format!(
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\n",
+            self.listen,
+            mask_url(&self.database_url),
+            self.demo,
+            self.shutdown_timeout.as_secs(),
+            self.max_connections,
+            match self.log_format {
+                LogFormat::Auto => "auto",
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+        )
+    }
+}
+
+/// Replaces the password of a URL's user-info with `****`.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:****@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_passwords() {
+        assert_eq!(
+            mask_url("postgres://u:secret@db:5432/m"),
+            "postgres://u:****@db:5432/m"
+        );
+        assert_eq!(mask_url("postgres://u@db/m"), "postgres://u@db/m");
+        assert_eq!(mask_url("sqlite://marketd.db"), "sqlite://marketd.db");
+    }
+
+    #[test]
+    fn layers_flags_over_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\ndatabase_url = \"postgres://p@h/d\"\n",
+        )
+        .unwrap();
+        let common = Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        };
+        let config = Config::load(&common, &ServeOverrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
+        assert!(!config.demo, "demo is off by default on Postgres");
+        let flags = ServeOverrides {
+            listen: Some("127.0.0.1:1".into()),
+            ..ServeOverrides::default()
+        };
+        assert_eq!(
+            Config::load(&common, &flags).unwrap().listen.to_string(),
+            "127.0.0.1:1"
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let bad = ServeOverrides {
+            listen: Some("nowhere".into()),
+            ..ServeOverrides::default()
+        };
+        let err = Config::load(&Overrides::default(), &bad).unwrap_err();
+        assert!(err.to_string().starts_with("listen:"));
+        let common = Overrides {
+            database_url: Some("mysql://x".into()),
+            ..Overrides::default()
+        };
+        let err = Config::load(&common, &ServeOverrides::default()).unwrap_err();
+        assert!(err.to_string().starts_with("database_url:"));
+    }
+}

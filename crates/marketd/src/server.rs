@@ -1,0 +1,148 @@
+//! Wiring: open the store, seed the demo, serve HTTP, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use marketd_api::AppState;
+use marketd_ingest::demo::{self, DemoOptions};
+use marketd_storage::{ConnectOptions, Store, connect};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, mask_url};
+
+/// How long start-up waits for an unreachable database before giving up.
+const DATABASE_WAIT: Duration = Duration::from_secs(30);
+
+/// Opens the store and applies migrations, retrying while the database is unreachable
+/// (a Postgres container that starts alongside marketd takes a few seconds).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let options = ConnectOptions {
+        max_connections: config.max_connections,
+        ..ConnectOptions::default()
+    };
+    let store = connect(&config.database_url, &options)
+        .await
+        .with_context(|| format!("opening {}", mask_url(&config.database_url)))?;
+    let deadline = tokio::time::Instant::now() + DATABASE_WAIT;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store.migrate().await {
+            Ok(()) => return Ok(store),
+            Err(err) if err.is_unavailable() && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %err, "database not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
+            Err(err) => return Err(err).context("applying migrations"),
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts serving on `config.listen` (port 0 picks a free one) and returns at once.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let store = open_store(config).await?;
+    let shutdown = CancellationToken::new();
+    let mut background = Vec::new();
+    if config.demo {
+        let began = std::time::Instant::now();
+        let report = demo::seed(
+            store.as_ref(),
+            marketd_api::state::system_clock(),
+            &DemoOptions::default(),
+        )
+        .await
+        .context("seeding demo data")?;
+        tracing::info!(
+            assets = report.assets,
+            candles = report.candles,
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "demo data ready"
+        );
+        background.push(demo::spawn_live(
+            Arc::clone(&store),
+            DemoOptions::default().tick,
+            shutdown.clone(),
+            marketd_api::state::system_clock,
+        ));
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app = marketd_api::app(AppState::new(Arc::clone(&store)));
+    let grace = config.shutdown_timeout;
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(token.clone().cancelled_owned());
+        let server = tokio::spawn(async move { server.await });
+        token.cancelled().await;
+        // Stop accepting happened with the cancellation; in-flight requests get `grace`.
+        match tokio::time::timeout(grace, server).await {
+            Ok(joined) => joined.context("server task")?.context("serving")?,
+            Err(_) => tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "in-flight requests cut off at the deadline"
+            ),
+        }
+        for task in background {
+            let _ = task.await;
+        }
+        store.close().await;
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        shutdown,
+        handle,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn termination() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// `marketd serve`: runs until SIGINT/SIGTERM, then drains and exits.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = start(&config).await?;
+    tracing::info!(
+        addr = %running.addr,
+        docs = %format!("http://{}/docs", running.addr),
+        database = %mask_url(&config.database_url),
+        "marketd listening"
+    );
+    termination().await;
+    tracing::info!("shutting down");
+    running.shutdown.cancel();
+    running.handle.await.context("server task")?
+}
