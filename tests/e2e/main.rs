@@ -1,1 +1,12 @@
-//! placeholder
+//! Black-box tests: the real server on a real socket, over SQLite and Postgres.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
+
+mod api;
+mod cli;
+mod helpers;
+mod openapi;

@@ -1,0 +1,136 @@
+//! `spawn_app`: a real marketd on 127.0.0.1:0 over a fresh database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use marketd::config::{Config, LogFormat};
+use marketd::server::{Running, start};
+use marketd_domain::{Candle, Interval, LatestPrice};
+use marketd_storage::{Asset, ConnectOptions, Store, connect};
+use marketd_testkit::{Kind, TestDb};
+
+/// Monday 2024-01-01 00:00 UTC.
+pub const MONDAY: i64 = 1_704_067_200_000;
+pub const HOUR: i64 = 3_600_000;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    _db: TestDb,
+    running: Option<Running>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown.cancel();
+            running.handle.await.unwrap().unwrap();
+        }
+        self.store.close().await;
+    }
+}
+
+pub fn config(url: &str) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: url.to_owned(),
+        demo: false,
+        shutdown_timeout: Duration::from_secs(5),
+        max_connections: 4,
+        log_format: LogFormat::Text,
+    }
+}
+
+/// Starts marketd on a fresh database of `kind`; `None` when that backend is not
+/// available on this machine (the skip is announced once).
+pub async fn spawn_app(kind: Kind) -> Option<TestApp> {
+    let db = TestDb::new(kind).await?;
+    let running = start(&config(&db.url)).await.unwrap();
+    let store = connect(&db.url, &ConnectOptions::default()).await.unwrap();
+    Some(TestApp {
+        base: format!("http://{}", running.addr),
+        client: reqwest::Client::new(),
+        store,
+        _db: db,
+        running: Some(running),
+    })
+}
+
+/// Hour `i` of a synthetic series: open = 100 + i, close = open + 0.5.
+pub fn hourly(i: i64) -> Candle {
+    let open = 100.0 + i as f64;
+    Candle {
+        open_time: MONDAY + i * HOUR,
+        open,
+        high: open + 1.0,
+        low: open - 1.0,
+        close: open + 0.5,
+        volume: 2.0,
+    }
+}
+
+/// BTC with `n` hourly candles from MONDAY, and a latest price.
+pub async fn seed_btc(store: &dyn Store, n: i64) {
+    store
+        .upsert_asset(&Asset {
+            symbol: "BTC".into(),
+            name: "Bitcoin".into(),
+            quote: "USD".into(),
+            sources: vec!["test".into()],
+            created_at: MONDAY,
+        })
+        .await
+        .unwrap();
+    let candles: Vec<Candle> = (0..n).map(hourly).collect();
+    store
+        .upsert_candles("BTC", Interval::H1, "test", &candles)
+        .await
+        .unwrap();
+    store
+        .upsert_latest_price(&LatestPrice {
+            symbol: "BTC".into(),
+            price: 64_000.5,
+            open_24h: 63_000.0,
+            high_24h: 65_000.0,
+            low_24h: 62_000.0,
+            volume_24h: 1_234.5,
+            as_of: MONDAY,
+            source: "test".into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Runs a test body against both backends.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(app) = $crate::helpers::spawn_app(marketd_testkit::Kind::Sqlite).await {
+                    super::$name(&app).await;
+                    app.stop().await;
+                }
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(app) = $crate::helpers::spawn_app(marketd_testkit::Kind::Postgres).await {
+                    super::$name(&app).await;
+                    app.stop().await;
+                }
+            })*
+        }
+    };
+}
+pub(crate) use both_backends;

@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# Load benchmark for marketd: startup time, throughput and latency of two read endpoints,
+# and peak memory, on SQLite and on Postgres. Loopback traffic only, bounded runs.
+#
+#   tests/load/run.sh
+#
+# Environment (all optional):
+#   BACKENDS      backends to measure, default "sqlite postgres"
+#   PG_HOST       Postgres host, default 127.0.0.1 (must be loopback)
+#   PG_PORT       default 5432
+#   PG_USER       default postgres (trust auth expected)
+#   PG_DB         scratch database, dropped and recreated, default marketd_load
+#   DURATION      wrk run length, default 10s
+#   CONNECTIONS   default 64
+#   THREADS       default 2
+#   WARMUP        warm-up length, default 3s
+#   CARGO_JOBS    cargo -j, default 1
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+BACKENDS="${BACKENDS:-sqlite postgres}"
+PG_HOST="${PG_HOST:-127.0.0.1}"
+PG_PORT="${PG_PORT:-5432}"
+PG_USER="${PG_USER:-postgres}"
+PG_DB="${PG_DB:-marketd_load}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-2}"
+WARMUP="${WARMUP:-3s}"
+CARGO_JOBS="${CARGO_JOBS:-1}"
+STARTUP_TIMEOUT_S=300   # a fresh database is seeded before the listener opens
+STOP_TIMEOUT_S=15
+
+RESULTS_DIR="$ROOT/tests/load/results"
+RAW_DIR="$RESULTS_DIR/raw"
+BIN="$ROOT/target/release/marketd"
+
+case "$PG_HOST" in
+  127.0.0.1 | localhost | ::1) ;;
+  *) echo "PG_HOST must be loopback (got $PG_HOST)" >&2; exit 2 ;;
+esac
+
+log() { printf '[load] %s\n' "$*" >&2; }
+die() { printf '[load] ERROR: %s\n' "$*" >&2; exit 1; }
+
+TMP="$(mktemp -d -t marketd-load.XXXXXX)"
+SERVER_PID=""
+cleanup() {
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    sleep 1
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------- tools
+
+ensure_wrk() {
+  command -v wrk >/dev/null 2>&1 && return 0
+  log "installing wrk"
+  local sudo=""
+  if [[ "$(id -u)" -ne 0 ]]; then sudo="sudo"; fi
+  if ! $sudo apt-get install -y wrk >"$TMP/apt.log" 2>&1; then
+    log "apt-get install failed; running apt-get update first"
+    $sudo apt-get update >>"$TMP/apt.log" 2>&1
+    $sudo apt-get install -y wrk >>"$TMP/apt.log" 2>&1 || { cat "$TMP/apt.log" >&2; die "could not install wrk"; }
+  fi
+}
+
+for tool in curl python3 cargo; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
+ensure_wrk
+
+log "building marketd (release, -j$CARGO_JOBS)"
+cargo build --release -j"$CARGO_JOBS" -p marketd
+[[ -x "$BIN" ]] || die "$BIN not found after build"
+
+mkdir -p "$RESULTS_DIR" "$RAW_DIR"
+rm -f "$RAW_DIR"/*
+
+# ---------------------------------------------------------------------------- helpers
+
+now_ns() { date +%s%N; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_server NAME PORT URL [extra args...]; sets SERVER_PID and STARTUP_MS.
+start_server() {
+  local name="$1" port="$2" url="$3"; shift 3
+  local logf="$RAW_DIR/server-$name.log"
+  local t0 t1
+  t0="$(now_ns)"
+  "$BIN" serve --listen "127.0.0.1:$port" --database-url "$url" "$@" >"$logf" 2>&1 &
+  SERVER_PID=$!
+  local deadline=$(( $(date +%s) + STARTUP_TIMEOUT_S ))
+  while :; do
+    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null; then
+      t1="$(now_ns)"
+      break
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      tail -n 20 "$logf" >&2 || true
+      die "$name: server exited before /healthz answered (log: $logf)"
+    fi
+    (( $(date +%s) < deadline )) || die "$name: no 200 on /healthz within ${STARTUP_TIMEOUT_S}s"
+    sleep 0.01
+  done
+  STARTUP_MS=$(( (t1 - t0) / 1000000 ))
+}
+
+# stop_server NAME; sets STOP_MS and STOP_RC. Fails if the process outlives STOP_TIMEOUT_S.
+stop_server() {
+  local name="$1" t0 t1
+  t0="$(now_ns)"
+  kill -TERM "$SERVER_PID"
+  local deadline=$(( $(date +%s) + STOP_TIMEOUT_S ))
+  while kill -0 "$SERVER_PID" 2>/dev/null; do
+    if (( $(date +%s) >= deadline )); then
+      kill -KILL "$SERVER_PID" 2>/dev/null || true
+      wait "$SERVER_PID" 2>/dev/null || true
+      SERVER_PID=""
+      die "$name: server still running ${STOP_TIMEOUT_S}s after SIGTERM"
+    fi
+    sleep 0.05
+  done
+  t1="$(now_ns)"
+  STOP_RC=0
+  wait "$SERVER_PID" || STOP_RC=$?
+  SERVER_PID=""
+  STOP_MS=$(( (t1 - t0) / 1000000 ))
+}
+
+peak_rss_mib() {
+  awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# bench NAME URL; prints "rps|p50|p99|non2xx|socket_errors" and keeps the raw output.
+bench() {
+  local name="$1" url="$2" out="$RAW_DIR/wrk-$1.txt"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+  local rps p50 p99 non2xx errs
+  rps="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
+  p50="$(awk '$1 == "50%" { print $2 }' "$out")"
+  p99="$(awk '$1 == "99%" { print $2 }' "$out")"
+  non2xx="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")"
+  errs="$(awk '/Socket errors:/ { sub(/^ *Socket errors: */, ""); print }' "$out")"
+  echo "${rps:-?}|${p50:-?}|${p99:-?}|${non2xx:-0}|${errs:-none}"
+}
+
+# The start of a full 500-candle hourly page: ~30 days ago, on the hour.
+START_TS="$(date -u -d "@$(( ($(date +%s) - 30 * 86400) / 3600 * 3600 ))" +%Y-%m-%dT%H:%M:%SZ)"
+PRICES_PATH="/v1/prices?symbols=BTC,ETH"
+OHLCV_PATH="/v1/ohlcv/BTC?interval=1h&limit=500&start=$START_TS"
+
+check_ohlcv_page() {
+  local port="$1" body="$TMP/ohlcv.json" code n
+  code="$(curl -sS -o "$body" -w '%{http_code}' "http://127.0.0.1:$port$OHLCV_PATH")"
+  [[ "$code" == "200" ]] || { cat "$body" >&2; die "ohlcv check: HTTP $code"; }
+  n="$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["data"]))' "$body")"
+  [[ "$n" == "500" ]] || die "ohlcv check: expected 500 candles, got $n"
+  OHLCV_BYTES="$(stat -c %s "$body")"
+}
+
+check_prices() {
+  local port="$1" code
+  code="$(curl -sS -o "$TMP/prices.json" -w '%{http_code}' "http://127.0.0.1:$port$PRICES_PATH")"
+  [[ "$code" == "200" ]] || { cat "$TMP/prices.json" >&2; die "prices check: HTTP $code"; }
+  PRICES_BYTES="$(stat -c %s "$TMP/prices.json")"
+}
+
+# ---------------------------------------------------------------------------- backends
+
+ROWS=()
+NOTES=()
+
+run_backend() {
+  local name="$1" url="$2"; shift 2
+  local port first second
+  port="$(free_port)"
+
+  log "$name: first start (fresh database, seeds demo data)"
+  start_server "$name-first" "$port" "$url" "$@"
+  first="$STARTUP_MS"
+  stop_server "$name-first"
+  log "$name: first start ${first} ms; stopped in ${STOP_MS} ms (exit $STOP_RC)"
+  NOTES+=("$name first run: SIGTERM -> exit in ${STOP_MS} ms, exit code $STOP_RC")
+
+  log "$name: second start (existing database)"
+  start_server "$name" "$port" "$url" "$@"
+  second="$STARTUP_MS"
+  log "$name: second start ${second} ms"
+
+  check_prices "$port"
+  check_ohlcv_page "$port"
+  log "$name: /v1/prices body ${PRICES_BYTES} B; ohlcv page 500 candles, ${OHLCV_BYTES} B"
+
+  local r
+  for scenario in prices ohlcv500; do
+    local path
+    if [[ "$scenario" == prices ]]; then path="$PRICES_PATH"; else path="$OHLCV_PATH"; fi
+    log "$name: $scenario (warm-up $WARMUP, then $DURATION at $CONNECTIONS connections)"
+    r="$(bench "$name-$scenario" "http://127.0.0.1:$port$path")"
+    ROWS+=("$name|$scenario|$first|$second|$r")
+    log "$name: $scenario -> $r"
+  done
+
+  local rss
+  rss="$(peak_rss_mib "$SERVER_PID")"
+  # Attach the peak RSS (one process served both scenarios) to this backend's rows.
+  local i
+  for i in "${!ROWS[@]}"; do
+    if [[ "${ROWS[$i]}" == "$name|"* && "${ROWS[$i]}" != *"|rss="* ]]; then
+      ROWS[$i]="${ROWS[$i]}|rss=$rss"
+    fi
+  done
+
+  stop_server "$name"
+  log "$name: stopped in ${STOP_MS} ms (exit $STOP_RC)"
+  NOTES+=("$name second run: SIGTERM -> exit in ${STOP_MS} ms, exit code $STOP_RC")
+
+  local logs=("$RAW_DIR/server-$name-first.log" "$RAW_DIR/server-$name.log") errors warns
+  errors="$(cat "${logs[@]}" | grep -ci '"level":"error"' || true)"
+  warns="$(cat "${logs[@]}" | grep -ci '"level":"warn"' || true)"
+  NOTES+=("$name server logs: $errors ERROR, $warns WARN lines (tests/load/results/raw/server-$name*.log)")
+}
+
+for backend in $BACKENDS; do
+  case "$backend" in
+    sqlite)
+      run_backend sqlite "sqlite://$TMP/load.db"
+      ;;
+    postgres)
+      command -v psql >/dev/null 2>&1 || die "psql is required for the Postgres backend"
+      psql_admin=(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -v ON_ERROR_STOP=1 -qAt)
+      "${psql_admin[@]}" -c 'SELECT 1' >/dev/null || die "cannot reach Postgres at $PG_HOST:$PG_PORT as $PG_USER"
+      log "postgres: recreating database $PG_DB"
+      "${psql_admin[@]}" -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)"
+      "${psql_admin[@]}" -c "CREATE DATABASE \"$PG_DB\""
+      run_backend postgres "postgres://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB" --demo
+      ;;
+    *) die "unknown backend $backend" ;;
+  esac
+done
+
+# ---------------------------------------------------------------------------- report
+
+{
+  echo "# marketd load benchmark"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes)')"
+  echo "- machine: $(nproc) cores, $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
+  echo "- load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency after a $WARMUP warm-up, over 127.0.0.1, client on the same machine"
+  echo "- prices: GET $PRICES_PATH"
+  echo "- ohlcv500: GET $OHLCV_PATH (checked: 500 candles)"
+  echo "- startup: process start to first 200 on /healthz (curl every 10 ms); first = fresh database incl. demo seeding, second = existing database"
+  echo "- peak RSS: VmHWM of the server process after both scenarios"
+  echo
+  echo "| backend | scenario | startup first (ms) | startup second (ms) | req/s | p50 | p99 | non-2xx | socket errors | peak RSS (MiB) |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"
+  for row in "${ROWS[@]}"; do
+    IFS='|' read -r b s f sec rps p50 p99 non2xx errs rss <<<"$row"
+    echo "| $b | $s | $f | $sec | $rps | $p50 | $p99 | $non2xx | $errs | ${rss#rss=} |"
+  done
+  echo
+  echo "Notes:"
+  for n in "${NOTES[@]}"; do echo "- $n"; done
+  echo
+  echo "Raw wrk output and server logs: tests/load/results/raw/"
+} >"$RESULTS_DIR/latest.md"
+
+echo
+cat "$RESULTS_DIR/latest.md"
