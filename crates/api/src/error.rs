@@ -25,6 +25,8 @@ pub enum ProblemType {
     ValidationFailed,
     /// The pagination cursor is not one this endpoint issued for this query.
     InvalidCursor,
+    /// Each parameter is valid alone but together they are not (`start` after `end`).
+    InvalidRange,
     /// The requested range holds more rows than one response may carry.
     RangeTooLarge,
     /// No tracked asset has this symbol.
@@ -42,7 +44,9 @@ pub enum ProblemType {
 impl ProblemType {
     fn status(self) -> StatusCode {
         match self {
-            ProblemType::MalformedQuery | ProblemType::InvalidCursor => StatusCode::BAD_REQUEST,
+            ProblemType::MalformedQuery
+            | ProblemType::InvalidCursor
+            | ProblemType::InvalidRange => StatusCode::BAD_REQUEST,
             ProblemType::ValidationFailed | ProblemType::RangeTooLarge => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -58,6 +62,7 @@ impl ProblemType {
             ProblemType::MalformedQuery => "Malformed query string",
             ProblemType::ValidationFailed => "Invalid parameters",
             ProblemType::InvalidCursor => "Invalid cursor",
+            ProblemType::InvalidRange => "Invalid range",
             ProblemType::RangeTooLarge => "Range too large",
             ProblemType::UnknownSymbol => "Unknown symbol",
             ProblemType::NotFound => "Not found",
@@ -151,6 +156,11 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("the cursor is invalid for this query")]
     InvalidCursor,
+    #[error("`{field}` {message}")]
+    InvalidRange {
+        field: &'static str,
+        message: &'static str,
+    },
     #[error("{0}")]
     RangeTooLarge(String),
     #[error("no tracked asset has the symbol {0}")]
@@ -194,6 +204,14 @@ impl IntoResponse for ApiError {
                 ),
                 None,
             ),
+            ApiError::InvalidRange { field, message } => {
+                let mut problem = Problem::new(ProblemType::InvalidRange, detail);
+                problem.errors = Some(vec![FieldError {
+                    field: field.to_owned(),
+                    message: message.to_owned(),
+                }]);
+                (problem, None)
+            }
             ApiError::RangeTooLarge(_) => (Problem::new(ProblemType::RangeTooLarge, detail), None),
             ApiError::UnknownSymbol(_) => (Problem::new(ProblemType::UnknownSymbol, detail), None),
             ApiError::NotFound => (Problem::new(ProblemType::NotFound, detail), None),

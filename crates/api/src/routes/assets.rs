@@ -116,7 +116,7 @@ pub async fn assets_list(
     ApiQuery(query): ApiQuery<AssetListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT) as usize;
-    let after = match &query.cursor {
+    let after = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(c) => Some(
             cursor::decode(c, 1)
                 .ok_or(ApiError::InvalidCursor)?

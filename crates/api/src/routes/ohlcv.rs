@@ -167,7 +167,8 @@ fn resolve_window(
     format: Format,
 ) -> Result<Window, ApiError> {
     let step = interval.millis();
-    if let (Format::Json, Some(raw)) = (format, &query.cursor) {
+    // An empty `cursor=` is what a client sends for "no cursor yet".
+    if let (Format::Json, Some(raw)) = (format, query.cursor.as_deref().filter(|c| !c.is_empty())) {
         return window_from_cursor(raw, symbol, interval);
     }
     let mut errors = Vec::new();
@@ -198,7 +199,10 @@ fn resolve_window(
         // A window too short to hold a bucket boundary is merely empty; a reversed one is
         // a mistake.
         if explicit_start >= end {
-            return Err(ApiError::invalid("start", "must be before `end`"));
+            return Err(ApiError::InvalidRange {
+                field: "start",
+                message: "must be before `end`",
+            });
         }
     }
     let start = start.unwrap_or_else(|| {
@@ -312,7 +316,7 @@ fn candle_out(bar: Bar, step: i64, now: i64) -> CandleOut {
                 (String = "text/csv", example = "open_time,close_time,is_closed,open,high,low,close,volume,count,source\n2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,true,42283.58,42554.57,42261.02,42475.23,1271.68108,1,binance\n"),
                 (String = "application/x-ndjson"),
             )),
-        (status = 400, description = "Malformed query or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed query or cursor, or `start` not before `end`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No tracked asset has this symbol", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid parameters, or a stream range above 1,000,000 candles", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
