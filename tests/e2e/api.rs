@@ -411,8 +411,8 @@ async fn validation_errors_are_problems(app: &TestApp) {
         ),
         (
             "/v1/ohlcv/BTC?start=2024-01-02T00:00:00Z&end=2024-01-01T00:00:00Z",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
             Some("start"),
         ),
         (
