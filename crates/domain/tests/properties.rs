@@ -133,7 +133,7 @@ proptest! {
         prop_assert_eq!(batch.len(), spec.outputs().len());
         for (column, inc) in batch.iter().zip(&inc) {
             prop_assert_eq!(column.values.len(), candles.len());
-            for (i, (&a, &b)) in column.values.iter().zip(inc).enumerate() {
+            for (i, (a, &b)) in column.values.iter().zip(inc).enumerate() {
                 prop_assert!(same(a, b), "{spec} {}[{i}]: batch {a:?}, incremental {b:?}", column.name);
             }
         }
@@ -259,7 +259,7 @@ fn warm_up_makes_a_late_start_agree_with_the_full_history() {
                         .iter()
                         .fold(100.0_f64, |m, c| m.max(c.high));
                     for t in wanted..candles.len().min(wanted + 20) {
-                        let (a, b) = (f.values[t].unwrap(), l.values[t - start].unwrap());
+                        let (a, b) = (f.values.get(t).unwrap(), l.values.get(t - start).unwrap());
                         assert!(
                             (a - b).abs() <= 1e-9 * scale,
                             "{token} seed {seed} start {start}: {}[{t}] full {a}, late {b}",

@@ -84,11 +84,11 @@ fn fixtures() -> Vec<Fixture> {
 const NOISE: f64 = 1e-12;
 
 /// Compares one column, returning a description of every disagreement.
-fn compare(what: &str, ours: &[Option<f64>], talib: &[Option<f64>]) -> Vec<String> {
+fn compare(what: &str, ours: &Series, talib: &Series) -> Vec<String> {
     assert_eq!(ours.len(), talib.len(), "{what}: length");
     let scale = talib.iter().flatten().fold(0.0_f64, |m, v| m.max(v.abs()));
     let mut problems = Vec::new();
-    for (i, (a, b)) in ours.iter().zip(talib).enumerate() {
+    for (i, (a, b)) in ours.iter().zip(talib.iter()).enumerate() {
         let ok = match (a, b) {
             (None, None) => true,
             (Some(a), Some(b)) => {
@@ -133,7 +133,7 @@ fn batch_and_incremental_match_talib() {
                 // The lookback is TA-Lib's: exactly that many leading NaN (VWAP aside,
                 // whose gaps come from volumeless candles, not from a lookback).
                 if spec.name() != "vwap" {
-                    let leading = talib.iter().take_while(|v| v.is_none()).count();
+                    let leading = talib.iter().take_while(Option::is_none).count();
                     let lookback = spec.output_lookbacks()[i];
                     assert_eq!(leading, lookback.min(talib.len()), "{what}: lookback");
                 }

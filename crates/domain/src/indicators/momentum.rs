@@ -1,22 +1,74 @@
 //! Oscillators and momentum: RSI, MACD, Stochastic, Stochastic RSI, Williams %R, ROC,
 //! CCI and MFI.
 
-use super::ma::{Ema, Sma};
-use super::window::{Extreme, Ring};
-use super::{Indicator, IndicatorError, Series, check_period, finite, finite_candle, run};
+use super::ma::{Ema, EmaStep, Sma, rolling_mean};
+use super::window::{Extreme, Ring, RunningExtreme};
+use super::{
+    CandleColumns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period, column,
+    finite, finite_candle, finite_or,
+};
 use crate::Candle;
 
 /// Relative Strength Index with Wilder's smoothing: the first average gain and loss are
 /// plain means of the first `period` changes, later ones `(prev·(period−1) + x) / period`.
 /// 0 while nothing has moved at all. Lookback `period`.
 pub fn rsi(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
-    run(Rsi::new(period)?, values)
+    check_period("period", period, 1)?;
+    finite_or(all_finite(values), &[("value", values)])?;
+    Ok(column(
+        values.len(),
+        period,
+        rsi_defined(values, period).into_iter(),
+    ))
+}
+
+/// The defined part of [`rsi`], from index `period` on, computed as [`Rsi::push`] does.
+fn rsi_defined(values: &[f64], period: usize) -> Vec<f64> {
+    if values.len() <= period {
+        return Vec::new();
+    }
+    let (mut gain, mut loss) = (0.0, 0.0);
+    for pair in values[..=period].windows(2) {
+        let change = pair[1] - pair[0];
+        if change < 0.0 {
+            loss -= change;
+        } else {
+            gain += change;
+        }
+    }
+    let n = period as f64;
+    (gain, loss) = (gain / n, loss / n);
+    let wilder = Wilder::new(period);
+    let first = rsi_value(gain, loss);
+    let rest = values[period..].windows(2).map(|pair| {
+        let change = pair[1] - pair[0];
+        let (up, down) = if change < 0.0 {
+            (0.0, -change)
+        } else {
+            (change, 0.0)
+        };
+        gain = wilder.mean(gain, up);
+        loss = wilder.mean(loss, down);
+        rsi_value(gain, loss)
+    });
+    std::iter::once(first).chain(rest).collect()
+}
+
+#[inline]
+fn rsi_value(gain: f64, loss: f64) -> f64 {
+    let total = gain + loss;
+    if total != 0.0 {
+        100.0 * (gain / total)
+    } else {
+        0.0
+    }
 }
 
 /// Incremental [`rsi`].
 #[derive(Debug, Clone)]
 pub struct Rsi {
     period: usize,
+    wilder: Wilder,
     seen: usize,
     prev: f64,
     gain: f64,
@@ -28,6 +80,7 @@ impl Rsi {
         check_period("period", period, 1)?;
         Ok(Self {
             period,
+            wilder: Wilder::new(period),
             seen: 0,
             prev: 0.0,
             gain: 0.0,
@@ -49,28 +102,29 @@ impl Indicator for Rsi {
         if self.seen == 1 {
             return Ok(None);
         }
-        let n = self.period as f64;
-        let seeding = self.seen <= self.period + 1;
-        if !seeding {
-            self.loss *= n - 1.0;
-            self.gain *= n - 1.0;
-        }
-        if change < 0.0 {
-            self.loss -= change;
+        if self.seen <= self.period + 1 {
+            // Seeding: plain sums of the first `period` changes, then their means.
+            if change < 0.0 {
+                self.loss -= change;
+            } else {
+                self.gain += change;
+            }
+            if self.seen <= self.period {
+                return Ok(None);
+            }
+            let n = self.period as f64;
+            self.loss /= n;
+            self.gain /= n;
         } else {
-            self.gain += change;
+            let (up, down) = if change < 0.0 {
+                (0.0, -change)
+            } else {
+                (change, 0.0)
+            };
+            self.gain = self.wilder.mean(self.gain, up);
+            self.loss = self.wilder.mean(self.loss, down);
         }
-        if seeding && self.seen <= self.period {
-            return Ok(None);
-        }
-        self.loss /= n;
-        self.gain /= n;
-        let total = self.gain + self.loss;
-        Ok(Some(if total != 0.0 {
-            100.0 * (self.gain / total)
-        } else {
-            0.0
-        }))
+        Ok(Some(rsi_value(self.gain, self.loss)))
     }
 }
 
@@ -101,19 +155,54 @@ pub fn macd(
     slow: usize,
     signal: usize,
 ) -> Result<MacdSeries, IndicatorError> {
-    let mut state = Macd::new(fast, slow, signal)?;
-    let mut out = MacdSeries {
-        macd: Vec::with_capacity(values.len()),
-        signal: Vec::with_capacity(values.len()),
-        hist: Vec::with_capacity(values.len()),
-    };
-    for &x in values {
-        let p = state.push(x)?;
-        out.macd.push(p.macd);
-        out.signal.push(p.signal);
-        out.hist.push(p.hist);
+    Macd::new(fast, slow, signal)?;
+    finite_or(all_finite(values), &[("value", values)])?;
+    let n = values.len();
+    let lookback = slow + signal - 2;
+    if n <= lookback {
+        let none = || column(n, n, std::iter::empty());
+        return Ok(MacdSeries {
+            macd: none(),
+            signal: none(),
+            hist: none(),
+        });
     }
-    Ok(out)
+    // Both EMAs seeded on candle `slow − 1`, then the signal EMA over the MACD line;
+    // the three carried values are independent chains that overlap in one loop.
+    let mean = |xs: &[f64]| xs.iter().fold(0.0, |s, &x| s + x) / xs.len() as f64;
+    let mut slow_ema = mean(&values[..slow]);
+    let mut fast_ema = mean(&values[slow - fast..slow]);
+    let (fast_step, slow_step, signal_step) =
+        (EmaStep::new(fast), EmaStep::new(slow), EmaStep::new(signal));
+    let mut line = fast_ema - slow_ema;
+    let mut seed = line;
+    for &x in &values[slow..slow + signal - 1] {
+        slow_ema = slow_step.next(slow_ema, x);
+        fast_ema = fast_step.next(fast_ema, x);
+        line = fast_ema - slow_ema;
+        seed += line;
+    }
+    let mut signal_ema = seed / signal as f64;
+    let mut macd = vec![f64::NAN; n];
+    let mut signal_out = vec![f64::NAN; n];
+    let mut hist = vec![f64::NAN; n];
+    (macd[lookback], signal_out[lookback], hist[lookback]) = (line, signal_ema, line - signal_ema);
+    let outputs = macd[lookback + 1..]
+        .iter_mut()
+        .zip(&mut signal_out[lookback + 1..])
+        .zip(&mut hist[lookback + 1..]);
+    for (((m, s), h), &x) in outputs.zip(&values[lookback + 1..]) {
+        slow_ema = slow_step.next(slow_ema, x);
+        fast_ema = fast_step.next(fast_ema, x);
+        let line = fast_ema - slow_ema;
+        signal_ema = signal_step.next(signal_ema, line);
+        (*m, *s, *h) = (line, signal_ema, line - signal_ema);
+    }
+    Ok(MacdSeries {
+        macd: Series(macd),
+        signal: Series(signal_out),
+        hist: Series(hist),
+    })
 }
 
 /// Incremental [`macd`].
@@ -121,8 +210,8 @@ pub fn macd(
 pub struct Macd {
     fast: usize,
     slow: usize,
-    k_fast: f64,
-    k_slow: f64,
+    fast_step: EmaStep,
+    slow_step: EmaStep,
     seen: usize,
     /// Seed sums while warming up, then the EMAs themselves.
     fast_ema: f64,
@@ -144,8 +233,8 @@ impl Macd {
         Ok(Self {
             fast,
             slow,
-            k_fast: 2.0 / (fast as f64 + 1.0),
-            k_slow: 2.0 / (slow as f64 + 1.0),
+            fast_step: EmaStep::new(fast),
+            slow_step: EmaStep::new(slow),
             seen: 0,
             fast_ema: 0.0,
             slow_ema: 0.0,
@@ -173,8 +262,8 @@ impl Indicator for Macd {
             self.slow_ema = (self.slow_ema + x) / self.slow as f64;
             self.fast_ema = (self.fast_ema + x) / self.fast as f64;
         } else {
-            self.slow_ema = (x - self.slow_ema) * self.k_slow + self.slow_ema;
-            self.fast_ema = (x - self.fast_ema) * self.k_fast + self.fast_ema;
+            self.slow_ema = self.slow_step.next(self.slow_ema, x);
+            self.fast_ema = self.fast_step.next(self.fast_ema, x);
         }
         let line = self.fast_ema - self.slow_ema;
         Ok(match self.signal.push(line)? {
@@ -221,33 +310,54 @@ fn percent_k(close: f64, lowest: f64, highest: f64) -> f64 {
     }
 }
 
-fn stoch_columns<I>(mut state: I, inputs: &[I::Input]) -> Result<StochSeries, IndicatorError>
-where
-    I: Indicator<Output = StochPoint>,
-    I::Input: Copy,
-{
-    let mut out = StochSeries {
-        k: Vec::with_capacity(inputs.len()),
-        d: Vec::with_capacity(inputs.len()),
-    };
-    for &input in inputs {
-        let p = state.push(input)?;
-        out.k.push(p.k);
-        out.d.push(p.d);
+/// Fast %K over `window` values from `highs`/`lows`/`closes` (the same slice three
+/// times for the stochastic RSI): one value per index from `window − 1` on.
+fn fast_k(highs: &[f64], lows: &[f64], closes: &[f64], window: usize) -> Vec<f64> {
+    let mut highest = RunningExtreme::<true>::new(window);
+    let mut lowest = RunningExtreme::<false>::new(window);
+    let head = (window - 1).min(closes.len());
+    for i in 0..head {
+        highest.at(highs, i);
+        lowest.at(lows, i);
     }
-    Ok(out)
+    (head..closes.len())
+        .map(|i| percent_k(closes[i], lowest.at(lows, i), highest.at(highs, i)))
+        .collect()
+}
+
+/// %K and %D columns from the smoothed values: both start at `lookback`, where %D
+/// (`smoothing` values later than %K's own start) is first defined.
+fn stoch_series(len: usize, lookback: usize, k: &[f64], smoothing: usize) -> StochSeries {
+    let (d, _) = rolling_mean(k, smoothing);
+    StochSeries {
+        k: column(len, lookback, k.iter().skip(smoothing - 1).copied()),
+        d: column(len, lookback, d.into_iter()),
+    }
 }
 
 /// Slow stochastic (TA-Lib STOCH with SMA smoothing): fast %K over `fastk` candles,
 /// slow %K = SMA(`slowk`) of it, %D = SMA(`slowd`) of slow %K. Both columns start at
 /// `fastk + slowk + slowd − 3`.
 pub fn stoch(
-    candles: &[Candle],
+    candles: &CandleColumns,
     fastk: usize,
     slowk: usize,
     slowd: usize,
 ) -> Result<StochSeries, IndicatorError> {
-    stoch_columns(Stoch::new(fastk, slowk, slowd)?, candles)
+    Stoch::new(fastk, slowk, slowd)?;
+    let (high, low, close) = (candles.high(), candles.low(), candles.close());
+    let ok = high
+        .iter()
+        .zip(low)
+        .zip(close)
+        .fold(true, |ok, ((h, l), c)| {
+            ok & h.is_finite() & l.is_finite() & c.is_finite()
+        });
+    finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
+    let fast = fast_k(high, low, close, fastk);
+    let (slow, _) = rolling_mean(&fast, slowk);
+    let lookback = fastk + slowk + slowd - 3;
+    Ok(stoch_series(candles.len(), lookback, &slow, slowd))
 }
 
 /// Incremental [`stoch`].
@@ -309,7 +419,12 @@ pub fn stochrsi(
     fastk: usize,
     fastd: usize,
 ) -> Result<StochSeries, IndicatorError> {
-    stoch_columns(StochRsi::new(period, fastk, fastd)?, values)
+    StochRsi::new(period, fastk, fastd)?;
+    finite_or(all_finite(values), &[("value", values)])?;
+    let rsi = rsi_defined(values, period);
+    let fast = fast_k(&rsi, &rsi, &rsi, fastk);
+    let lookback = period + fastk + fastd - 2;
+    Ok(stoch_series(values.len(), lookback, &fast, fastd))
 }
 
 /// Incremental [`stochrsi`].
@@ -365,8 +480,41 @@ impl Indicator for StochRsi {
 
 /// Williams %R: −100·(highest high − close) / (highest high − lowest low) over `period`
 /// candles, 0 for an empty range. Lookback `period − 1`.
-pub fn willr(candles: &[Candle], period: usize) -> Result<Series, IndicatorError> {
-    run(WillR::new(period)?, candles)
+pub fn willr(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorError> {
+    check_period("period", period, 1)?;
+    let (high, low, close) = (candles.high(), candles.low(), candles.close());
+    let n = close.len();
+    let mut highest = RunningExtreme::<true>::new(period);
+    let mut lowest = RunningExtreme::<false>::new(period);
+    let mut ok = true;
+    let mut step = |i: usize| {
+        ok &= high[i].is_finite() & low[i].is_finite() & close[i].is_finite();
+        (highest.at(high, i), lowest.at(low, i))
+    };
+    let head = (period - 1).min(n);
+    for i in 0..head {
+        step(i);
+    }
+    let out = column(
+        n,
+        head,
+        (head..n).map(|i| {
+            let (highest, lowest) = step(i);
+            willr_value(close[i], lowest, highest)
+        }),
+    );
+    finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
+    Ok(out)
+}
+
+#[inline]
+fn willr_value(close: f64, lowest: f64, highest: f64) -> f64 {
+    let range = highest - lowest;
+    if negligible(range, highest.abs() + lowest.abs()) {
+        0.0
+    } else {
+        (highest - close) / (range / -100.0)
+    }
 }
 
 /// Incremental [`willr`].
@@ -403,12 +551,7 @@ impl Indicator for WillR {
         if self.seen < self.period {
             return Ok(None);
         }
-        let range = highest - lowest;
-        Ok(Some(if negligible(range, highest.abs() + lowest.abs()) {
-            0.0
-        } else {
-            (highest - c.close) / (range / -100.0)
-        }))
+        Ok(Some(willr_value(c.close, lowest, highest)))
     }
 }
 
@@ -416,17 +559,14 @@ impl Indicator for WillR {
 /// Lookback `period`.
 pub fn roc(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
     check_period("period", period, 1)?;
-    let mut out = Vec::with_capacity(values.len());
-    let head = period.min(values.len());
-    for (i, &x) in values[..head].iter().enumerate() {
-        finite(x, i, "value")?;
-        out.push(None);
-    }
-    for i in head..values.len() {
-        let x = finite(values[i], i, "value")?;
-        out.push(Some(rate_of_change(x, values[i - period])));
-    }
-    Ok(out)
+    finite_or(all_finite(values), &[("value", values)])?;
+    // No value depends on another, so this loop vectorises.
+    let defined = values.iter().skip(period).zip(values);
+    Ok(column(
+        values.len(),
+        period,
+        defined.map(|(&x, &old)| rate_of_change(x, old)),
+    ))
 }
 
 #[inline]
@@ -473,8 +613,54 @@ impl Indicator for Roc {
 
 /// Commodity Channel Index: (TP − SMA(TP)) / (0.015 · mean absolute deviation), with
 /// TP = (high + low + close) / 3; 0 when either is zero. Lookback `period − 1`.
-pub fn cci(candles: &[Candle], period: usize) -> Result<Series, IndicatorError> {
-    run(Cci::new(period)?, candles)
+pub fn cci(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorError> {
+    check_period("period", period, 1)?;
+    let (typical, ok) = typical_prices(candles);
+    let (high, low, close) = (candles.high(), candles.low(), candles.close());
+    finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
+    let n = typical.len();
+    let count = period as f64;
+    let defined = (period - 1..n).map(|i| {
+        // The window in [`Ring`] slot order, as [`Cci::push`] sums it: slot 0 holds the
+        // index that is a multiple of `period`, so the sum starts there and wraps round.
+        let start = i + 1 - period;
+        let wrap = start + (period - start % period) % period;
+        let (older, newer) = (&typical[start..wrap], &typical[wrap..=i]);
+        let sum = newer.iter().fold(0.0, |s, &v| s + v);
+        let mean = older.iter().fold(sum, |s, &v| s + v) / count;
+        let deviation = newer.iter().fold(0.0, |s, &v| s + (v - mean).abs());
+        let deviation = older.iter().fold(deviation, |s, &v| s + (v - mean).abs()) / count;
+        cci_value(typical[i], mean, deviation)
+    });
+    Ok(column(n, period - 1, defined))
+}
+
+/// (high + low + close) / 3 for every candle, and whether all three were finite.
+fn typical_prices(candles: &CandleColumns) -> (Vec<f64>, bool) {
+    let mut ok = true;
+    let hlc = candles
+        .high()
+        .iter()
+        .zip(candles.low())
+        .zip(candles.close());
+    let typical = hlc
+        .map(|((&h, &l), &c)| {
+            ok &= h.is_finite() & l.is_finite() & c.is_finite();
+            (h + l + c) / 3.0
+        })
+        .collect();
+    (typical, ok)
+}
+
+#[inline]
+fn cci_value(typical: f64, mean: f64, deviation: f64) -> f64 {
+    let distance = typical - mean;
+    // A window of equal prices leaves rounding residue in both; that is not a signal.
+    if negligible(distance, mean.abs()) || negligible(deviation, mean.abs()) {
+        0.0
+    } else {
+        distance / (0.015 * deviation)
+    }
 }
 
 /// Incremental [`cci`].
@@ -514,22 +700,78 @@ impl Indicator for Cci {
         let mean = slots.iter().fold(0.0, |sum, &v| sum + v) / n;
         let deviation = slots.iter().fold(0.0, |sum, &v| sum + (v - mean).abs());
         let deviation = deviation / n;
-        let distance = typical - mean;
-        // A window of equal prices leaves rounding residue in both; that is not a signal.
-        Ok(Some(
-            if negligible(distance, mean.abs()) || negligible(deviation, mean.abs()) {
-                0.0
-            } else {
-                distance / (0.015 * deviation)
-            },
-        ))
+        Ok(Some(cci_value(typical, mean, deviation)))
     }
 }
 
 /// Money Flow Index: 100 · positive flow / total flow over `period` changes of the
 /// typical price, flow = TP · volume; 0 when no money flowed. Lookback `period`.
-pub fn mfi(candles: &[Candle], period: usize) -> Result<Series, IndicatorError> {
-    run(Mfi::new(period)?, candles)
+pub fn mfi(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorError> {
+    check_period("period", period, 1)?;
+    let (typical, ok) = typical_prices(candles);
+    let volume = candles.volume();
+    let ok = ok & all_finite(volume);
+    let (high, low, close) = (candles.high(), candles.low(), candles.close());
+    let fields = [
+        ("high", high),
+        ("low", low),
+        ("close", close),
+        ("volume", volume),
+    ];
+    finite_or(ok, &fields)?;
+    let n = typical.len();
+    // The money flow into candle `j`, split by the direction of the typical price.
+    let flow = |j: usize| {
+        let change = typical[j] - typical[j - 1];
+        let flow = typical[j] * volume[j];
+        if change < 0.0 {
+            (0.0, flow)
+        } else if change > 0.0 {
+            (flow, 0.0)
+        } else {
+            (0.0, 0.0)
+        }
+    };
+    // The sums and counts of [`Mfi::push`], in the same order. The flow leaving the
+    // window is recomputed rather than kept: it is a few arithmetic operations on values
+    // still in cache, and gives the same bits.
+    let mut out = vec![f64::NAN; n];
+    let (mut positive, mut negative) = (0.0, 0.0);
+    let (mut positive_count, mut negative_count) = (0_usize, 0_usize);
+    for (j, slot) in out.iter_mut().enumerate().skip(1) {
+        if j > period {
+            let (old_pos, old_neg) = flow(j - period);
+            positive -= old_pos;
+            negative -= old_neg;
+            positive_count -= usize::from(old_pos != 0.0);
+            negative_count -= usize::from(old_neg != 0.0);
+        }
+        let (pos, neg) = flow(j);
+        positive += pos;
+        negative += neg;
+        positive_count += usize::from(pos != 0.0);
+        negative_count += usize::from(neg != 0.0);
+        if positive_count == 0 {
+            positive = 0.0;
+        }
+        if negative_count == 0 {
+            negative = 0.0;
+        }
+        if j >= period {
+            *slot = mfi_value(positive, negative);
+        }
+    }
+    Ok(Series(out))
+}
+
+#[inline]
+fn mfi_value(positive: f64, negative: f64) -> f64 {
+    let total = positive + negative;
+    if total != 0.0 {
+        100.0 * (positive / total)
+    } else {
+        0.0
+    }
 }
 
 /// Incremental [`mfi`].
@@ -608,11 +850,6 @@ impl Indicator for Mfi {
         if !self.positive.is_full() {
             return Ok(None);
         }
-        let total = self.positive_sum + self.negative_sum;
-        Ok(Some(if total != 0.0 {
-            100.0 * (self.positive_sum / total)
-        } else {
-            0.0
-        }))
+        Ok(Some(mfi_value(self.positive_sum, self.negative_sum)))
     }
 }

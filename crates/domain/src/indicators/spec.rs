@@ -8,7 +8,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Indicator, IndicatorError, Series, ma, momentum, trend, volatility, volume};
+use super::{
+    CandleColumns, Indicator, IndicatorError, Series, ma, momentum, trend, volatility, volume,
+};
 use crate::Candle;
 
 /// Most indicators one request may ask for.
@@ -485,12 +487,18 @@ impl IndicatorSpec {
     }
 
     /// Computes every output column over `candles` (oldest first), each as long as the
-    /// input.
+    /// input. To compute several indicators over the same candles, build
+    /// [`CandleColumns`] once and use [`compute_columns`](Self::compute_columns).
     pub fn compute(&self, candles: &[Candle]) -> Result<Vec<Column>, IndicatorError> {
+        self.compute_columns(&CandleColumns::from_candles(candles))
+    }
+
+    /// [`compute`](Self::compute) over candles already split into columns.
+    pub fn compute_columns(&self, candles: &CandleColumns) -> Result<Vec<Column>, IndicatorError> {
         use IndicatorKind as K;
         let names = self.outputs();
         let p = self.period(0);
-        let closes = || -> Vec<f64> { candles.iter().map(|c| c.close).collect() };
+        let closes = candles.close();
         let close_field = |e: IndicatorError| match e {
             IndicatorError::NotFinite { index, .. } => IndicatorError::NotFinite {
                 index,
@@ -499,27 +507,27 @@ impl IndicatorSpec {
             other => other,
         };
         let columns: Vec<Series> = match self.kind {
-            K::Sma => vec![ma::sma(&closes(), p).map_err(close_field)?],
-            K::Ema => vec![ma::ema(&closes(), p).map_err(close_field)?],
-            K::Wma => vec![ma::wma(&closes(), p).map_err(close_field)?],
-            K::Dema => vec![ma::dema(&closes(), p).map_err(close_field)?],
-            K::Tema => vec![ma::tema(&closes(), p).map_err(close_field)?],
-            K::Rsi => vec![momentum::rsi(&closes(), p).map_err(close_field)?],
-            K::Roc => vec![momentum::roc(&closes(), p).map_err(close_field)?],
+            K::Sma => vec![ma::sma(closes, p).map_err(close_field)?],
+            K::Ema => vec![ma::ema(closes, p).map_err(close_field)?],
+            K::Wma => vec![ma::wma(closes, p).map_err(close_field)?],
+            K::Dema => vec![ma::dema(closes, p).map_err(close_field)?],
+            K::Tema => vec![ma::tema(closes, p).map_err(close_field)?],
+            K::Rsi => vec![momentum::rsi(closes, p).map_err(close_field)?],
+            K::Roc => vec![momentum::roc(closes, p).map_err(close_field)?],
             K::Stddev => {
-                vec![volatility::stddev(&closes(), p, self.params[1]).map_err(close_field)?]
+                vec![volatility::stddev(closes, p, self.params[1]).map_err(close_field)?]
             }
             K::Macd => {
-                let s = momentum::macd(&closes(), p, self.period(1), self.period(2))
+                let s = momentum::macd(closes, p, self.period(1), self.period(2))
                     .map_err(close_field)?;
                 vec![s.macd, s.signal, s.hist]
             }
             K::Bbands => {
-                let s = volatility::bbands(&closes(), p, self.params[1]).map_err(close_field)?;
+                let s = volatility::bbands(closes, p, self.params[1]).map_err(close_field)?;
                 vec![s.upper, s.middle, s.lower]
             }
             K::StochRsi => {
-                let s = momentum::stochrsi(&closes(), p, self.period(1), self.period(2))
+                let s = momentum::stochrsi(closes, p, self.period(1), self.period(2))
                     .map_err(close_field)?;
                 vec![s.k, s.d]
             }

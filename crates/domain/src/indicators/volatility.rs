@@ -1,7 +1,10 @@
 //! Volatility: rolling standard deviation, Bollinger Bands, ATR and NATR.
 
 use super::window::Ring;
-use super::{Indicator, IndicatorError, Series, check_period, finite, finite_candle, run};
+use super::{
+    CandleColumns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period, column,
+    finite, finite_candle, finite_or,
+};
 use crate::Candle;
 
 /// Rolling mean and population variance of the last `period` values.
@@ -15,6 +18,32 @@ use crate::Candle;
 #[derive(Debug, Clone)]
 struct RollingVariance {
     window: Ring,
+    sums: AnchoredSums,
+}
+
+impl RollingVariance {
+    fn new(period: usize) -> Self {
+        Self {
+            window: Ring::new(period),
+            sums: AnchoredSums::new(),
+        }
+    }
+
+    /// Adds `x` (already checked finite); returns (mean, variance) once the window is full.
+    #[inline]
+    fn push(&mut self, x: f64) -> Option<(f64, f64)> {
+        self.sums.add(x);
+        self.window.push(x);
+        self.window
+            .is_full()
+            .then(|| self.sums.full(&self.window.iter(), self.window.len()))
+    }
+}
+
+/// The arithmetic of [`RollingVariance`], apart from where the window is kept: a ring in
+/// the incremental form, the input slice itself in the batch form.
+#[derive(Debug, Clone)]
+struct AnchoredSums {
     anchor: f64,
     /// Σ (x − anchor) and Σ (x − anchor)² over the window.
     sum: f64,
@@ -26,10 +55,9 @@ struct RollingVariance {
     seen: usize,
 }
 
-impl RollingVariance {
-    fn new(period: usize) -> Self {
+impl AnchoredSums {
+    fn new() -> Self {
         Self {
-            window: Ring::new(period),
             anchor: 0.0,
             sum: 0.0,
             sum_sq: 0.0,
@@ -40,51 +68,70 @@ impl RollingVariance {
         }
     }
 
-    /// Adds `x` (already checked finite); returns (mean, variance) once the window is full.
     #[inline]
-    fn push(&mut self, x: f64) -> Option<(f64, f64)> {
+    fn add(&mut self, x: f64) {
         self.seen += 1;
         self.run = if x == self.last { self.run + 1 } else { 1 };
         self.last = x;
         if self.seen == 1 {
             self.anchor = x;
         }
-        self.window.push(x);
         let d = x - self.anchor;
         self.sum += d;
         self.sum_sq += d * d;
-        if !self.window.is_full() {
-            return None;
-        }
-        let n = self.window.len() as f64;
+    }
+
+    /// With a full window of `len` values (`window`, oldest first, ending with the value
+    /// just added): the mean and variance, after which the oldest leaves the sums.
+    #[inline]
+    fn full(&mut self, window: &(impl Iterator<Item = f64> + Clone), len: usize) -> (f64, f64) {
+        let n = len as f64;
         self.since_anchor += 1;
-        if self.since_anchor >= self.window.len() {
+        if self.since_anchor >= len {
             self.since_anchor = 0;
-            self.anchor = self.window.iter().fold(0.0, |s, v| s + v) / n;
+            self.anchor = window.clone().fold(0.0, |s, v| s + v) / n;
             let anchor = self.anchor;
-            (self.sum, self.sum_sq) = self.window.iter().fold((0.0, 0.0), |(s, q), v| {
+            (self.sum, self.sum_sq) = window.clone().fold((0.0, 0.0), |(s, q), v| {
                 let d = v - anchor;
                 (s + d, q + d * d)
             });
         }
         let offset = self.sum / n;
         let var = self.sum_sq / n - offset * offset;
-        let oldest = self.window.oldest() - self.anchor;
+        let oldest = window.clone().next().unwrap_or(self.anchor) - self.anchor;
         self.sum -= oldest;
         self.sum_sq -= oldest * oldest;
-        let var = if self.run >= self.window.len() || var <= 0.0 {
+        let var = if self.run >= len || var <= 0.0 {
             0.0
         } else {
             var
         };
-        Some((self.anchor + offset, var))
+        (self.anchor + offset, var)
     }
+}
+
+/// Mean and variance of each full window of `values`, from index `period − 1` on, as
+/// [`RollingVariance`] computes them.
+fn rolling_variance(values: &[f64], period: usize) -> impl Iterator<Item = (f64, f64)> + '_ {
+    let mut sums = AnchoredSums::new();
+    let head = (period - 1).min(values.len());
+    for &x in &values[..head] {
+        sums.add(x);
+    }
+    (head..values.len()).map(move |i| {
+        sums.add(values[i]);
+        let window = &values[i + 1 - period..=i];
+        sums.full(&window.iter().copied(), period)
+    })
 }
 
 /// Rolling population standard deviation over `period` values, times `k` (TA-Lib STDDEV).
 /// Lookback `period − 1`.
 pub fn stddev(values: &[f64], period: usize, k: f64) -> Result<Series, IndicatorError> {
-    run(StdDev::new(period, k)?, values)
+    StdDev::new(period, k)?;
+    finite_or(all_finite(values), &[("value", values)])?;
+    let defined = rolling_variance(values, period).map(|(_, var)| var.sqrt() * k);
+    Ok(column(values.len(), period - 1, defined))
 }
 
 fn check_multiplier(k: f64) -> Result<(), IndicatorError> {
@@ -123,7 +170,7 @@ impl Indicator for StdDev {
 
     #[inline]
     fn push(&mut self, x: f64) -> Result<Option<f64>, IndicatorError> {
-        finite(x, self.inner.seen, "value")?;
+        finite(x, self.inner.sums.seen, "value")?;
         Ok(self.inner.push(x).map(|(_, var)| var.sqrt() * self.k))
     }
 }
@@ -147,19 +194,26 @@ pub struct BbandsPoint {
 /// Bollinger Bands (TA-Lib BBANDS with an SMA middle and `nbdevup = nbdevdn = k`):
 /// SMA(`period`) ± k · population standard deviation. Lookback `period − 1`.
 pub fn bbands(values: &[f64], period: usize, k: f64) -> Result<BbandsSeries, IndicatorError> {
-    let mut state = Bbands::new(period, k)?;
-    let mut out = BbandsSeries {
-        upper: Vec::with_capacity(values.len()),
-        middle: Vec::with_capacity(values.len()),
-        lower: Vec::with_capacity(values.len()),
-    };
-    for &x in values {
-        let p = state.push(x)?;
-        out.upper.push(p.upper);
-        out.middle.push(p.middle);
-        out.lower.push(p.lower);
+    Bbands::new(period, k)?;
+    finite_or(all_finite(values), &[("value", values)])?;
+    let n = values.len();
+    let mut upper = vec![f64::NAN; n];
+    let mut middle = vec![f64::NAN; n];
+    let mut lower = vec![f64::NAN; n];
+    let head = (period - 1).min(n);
+    let outputs = upper[head..]
+        .iter_mut()
+        .zip(&mut middle[head..])
+        .zip(&mut lower[head..]);
+    for (((u, m), l), (mean, var)) in outputs.zip(rolling_variance(values, period)) {
+        let width = k * var.sqrt();
+        (*u, *m, *l) = (mean + width, mean, mean - width);
     }
-    Ok(out)
+    Ok(BbandsSeries {
+        upper: Series(upper),
+        middle: Series(middle),
+        lower: Series(lower),
+    })
 }
 
 /// Incremental [`bbands`].
@@ -186,7 +240,7 @@ impl Indicator for Bbands {
 
     #[inline]
     fn push(&mut self, x: f64) -> Result<BbandsPoint, IndicatorError> {
-        finite(x, self.inner.seen, "value")?;
+        finite(x, self.inner.sums.seen, "value")?;
         Ok(match self.inner.push(x) {
             Some((mean, var)) => {
                 let width = self.k * var.sqrt();
@@ -203,8 +257,39 @@ impl Indicator for Bbands {
 
 /// Average True Range with Wilder's smoothing, seeded with the mean of the first
 /// `period` true ranges (the first candle has none). Lookback `period`.
-pub fn atr(candles: &[Candle], period: usize) -> Result<Series, IndicatorError> {
-    run(Atr::new(period)?, candles)
+pub fn atr(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorError> {
+    average_true_range(candles, period, |atr, _| atr)
+}
+
+/// ATR over the columns, each value passed through `finish(atr, close)`: the loop of
+/// [`Atr::push`] over slices, with one finiteness flag for the whole series.
+fn average_true_range(
+    candles: &CandleColumns,
+    period: usize,
+    finish: impl Fn(f64, f64) -> f64,
+) -> Result<Series, IndicatorError> {
+    check_period("period", period, 1)?;
+    let (high, low, close) = (candles.high(), candles.low(), candles.close());
+    let n = close.len();
+    let finite_at = |i: usize| high[i].is_finite() & low[i].is_finite() & close[i].is_finite();
+    let mut ok = (0..period.min(n)).fold(true, |ok, i| ok & finite_at(i));
+    let range = |i: usize| true_range(high[i], low[i], close[i - 1]);
+    let out = if n <= period {
+        column(n, n, std::iter::empty())
+    } else {
+        let mut atr = (1..=period).fold(0.0, |s, i| s + range(i)) / period as f64;
+        ok &= finite_at(period);
+        let wilder = Wilder::new(period);
+        let first = finish(atr, close[period]);
+        let rest = (period + 1..n).map(|i| {
+            ok &= finite_at(i);
+            atr = wilder.mean(atr, range(i));
+            finish(atr, close[i])
+        });
+        column(n, period, std::iter::once(first).chain(rest))
+    };
+    finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
+    Ok(out)
 }
 
 /// The candle's range stretched to include the previous close.
@@ -226,6 +311,7 @@ pub(crate) fn true_range(high: f64, low: f64, prev_close: f64) -> f64 {
 #[derive(Debug, Clone)]
 pub struct Atr {
     period: usize,
+    wilder: Wilder,
     seen: usize,
     prev_close: f64,
     /// The seed sum while warming up, the average afterwards.
@@ -237,6 +323,7 @@ impl Atr {
         check_period("period", period, 1)?;
         Ok(Self {
             period,
+            wilder: Wilder::new(period),
             seen: 0,
             prev_close: 0.0,
             value: 0.0,
@@ -265,15 +352,24 @@ impl Indicator for Atr {
         if self.seen == self.period + 1 {
             self.value = (self.value + tr) / n;
         } else {
-            self.value = (self.value * (n - 1.0) + tr) / n;
+            self.value = self.wilder.mean(self.value, tr);
         }
         Ok(Some(self.value))
     }
 }
 
 /// Normalised ATR: 100 · ATR / close. Lookback `period`.
-pub fn natr(candles: &[Candle], period: usize) -> Result<Series, IndicatorError> {
-    run(Natr::new(period)?, candles)
+pub fn natr(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorError> {
+    average_true_range(candles, period, natr_value)
+}
+
+#[inline]
+fn natr_value(atr: f64, close: f64) -> f64 {
+    if close != 0.0 {
+        atr / close * 100.0
+    } else {
+        0.0
+    }
 }
 
 /// Incremental [`natr`].
@@ -296,12 +392,6 @@ impl Indicator for Natr {
 
     #[inline]
     fn push(&mut self, c: Candle) -> Result<Option<f64>, IndicatorError> {
-        Ok(self.atr.push(c)?.map(|atr| {
-            if c.close != 0.0 {
-                atr / c.close * 100.0
-            } else {
-                0.0
-            }
-        }))
+        Ok(self.atr.push(c)?.map(|atr| natr_value(atr, c.close)))
     }
 }

@@ -1,13 +1,31 @@
 //! Volume-weighted indicators: On-Balance Volume and the session VWAP.
 
-use super::{Indicator, IndicatorError, Series, finite, finite_candle, run};
+use super::{
+    CandleColumns, Indicator, IndicatorError, Series, column, finite, finite_candle, finite_or,
+};
 use crate::Candle;
 
 /// On-Balance Volume: starts at the first candle's volume, then adds the volume of each
 /// candle that closes higher and subtracts that of each that closes lower. It is a running
 /// total, so its level depends on where the series starts. Lookback 0.
-pub fn obv(candles: &[Candle]) -> Result<Series, IndicatorError> {
-    run(Obv::new(), candles)
+pub fn obv(candles: &CandleColumns) -> Result<Series, IndicatorError> {
+    let (close, volume) = (candles.close(), candles.volume());
+    let mut ok = true;
+    let mut total = 0.0;
+    // `prev` is the close before `c`; the first candle has none and counts as a rise.
+    let prev = std::iter::once(f64::NEG_INFINITY).chain(close.iter().copied());
+    let defined = close.iter().zip(volume).zip(prev).map(|((&c, &v), prev)| {
+        ok &= c.is_finite() & v.is_finite();
+        if c > prev {
+            total += v;
+        } else if c < prev {
+            total -= v;
+        }
+        total
+    });
+    let out = column(close.len(), 0, defined);
+    finite_or(ok, &[("close", close), ("volume", volume)])?;
+    Ok(out)
 }
 
 /// Incremental [`obv`].
@@ -50,8 +68,41 @@ const DAY_MS: i64 = 86_400_000;
 /// Volume-weighted average price over the UTC day: Σ TP·volume / Σ volume since the first
 /// candle of the day, TP = (high + low + close) / 3, restarting when `open_time` enters a
 /// new UTC day. `None` until the day has seen some volume. TA-Lib has no VWAP.
-pub fn vwap(candles: &[Candle]) -> Result<Series, IndicatorError> {
-    run(Vwap::new(), candles)
+pub fn vwap(candles: &CandleColumns) -> Result<Series, IndicatorError> {
+    let (high, low, close, volume) = (
+        candles.high(),
+        candles.low(),
+        candles.close(),
+        candles.volume(),
+    );
+    let mut ok = true;
+    let (mut weighted, mut traded) = (0.0, 0.0);
+    let mut today = None;
+    let defined = (0..close.len()).map(|i| {
+        let (h, l, c, v) = (high[i], low[i], close[i], volume[i]);
+        ok &= h.is_finite() & l.is_finite() & c.is_finite() & v.is_finite();
+        let day = candles.open_time()[i].div_euclid(DAY_MS);
+        if today != Some(day) {
+            today = Some(day);
+            (weighted, traded) = (0.0, 0.0);
+        }
+        weighted += (h + l + c) / 3.0 * v;
+        traded += v;
+        if traded > 0.0 {
+            weighted / traded
+        } else {
+            f64::NAN
+        }
+    });
+    let out = column(close.len(), 0, defined);
+    let fields = [
+        ("high", high),
+        ("low", low),
+        ("close", close),
+        ("volume", volume),
+    ];
+    finite_or(ok, &fields)?;
+    Ok(out)
 }
 
 /// Incremental [`vwap`].

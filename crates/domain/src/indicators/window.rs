@@ -50,7 +50,7 @@ impl Ring {
     }
 
     /// Values oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = f64> + Clone + '_ {
         let (newer, older) = if self.is_full() {
             self.buf.split_at(self.next)
         } else {
@@ -94,7 +94,7 @@ impl<const MAX: bool> Extreme<MAX> {
     }
 
     #[inline]
-    fn beats(a: f64, b: f64) -> bool {
+    pub(crate) fn beats(a: f64, b: f64) -> bool {
         if MAX { a >= b } else { a <= b }
     }
 
@@ -131,5 +131,50 @@ impl<const MAX: bool> Extreme<MAX> {
         }
         self.seen += 1;
         self.best
+    }
+}
+
+/// The batch counterpart of [`Extreme`], reading a slice instead of keeping a copy of the
+/// window: the extreme of `values[i + 1 − window ..= i]`, for `i = 0, 1, 2, …` in turn.
+/// It returns what [`Extreme::push`] returns, ties included.
+#[derive(Debug, Clone)]
+pub(crate) struct RunningExtreme<const MAX: bool> {
+    window: usize,
+    best_at: usize,
+}
+
+impl<const MAX: bool> RunningExtreme<MAX> {
+    pub(crate) fn new(window: usize) -> Self {
+        Self { window, best_at: 0 }
+    }
+
+    /// The extreme of the window ending at `i`; call it for every `i` from 0 up.
+    #[inline]
+    pub(crate) fn at(&mut self, values: &[f64], i: usize) -> f64 {
+        let (value, best) = (values[i], values[self.best_at]);
+        if i == 0 || Extreme::<MAX>::beats(value, best) {
+            self.best_at = i;
+            value
+        } else if self.best_at + self.window <= i {
+            self.rescan(values, i)
+        } else {
+            best
+        }
+    }
+
+    /// The extreme fell out: search the window oldest first, so ties go to the newest and
+    /// stay longest. Kept out of line so the common path above stays small.
+    #[inline(never)]
+    fn rescan(&mut self, values: &[f64], i: usize) -> f64 {
+        let start = i + 1 - self.window;
+        let window = &values[start..=i];
+        let (mut at, mut best) = (0, window[0]);
+        for (j, &v) in window.iter().enumerate().skip(1) {
+            if Extreme::<MAX>::beats(v, best) {
+                (at, best) = (j, v);
+            }
+        }
+        self.best_at = start + at;
+        best
     }
 }
