@@ -1,1 +1,431 @@
-//! CLI tests
+//! The real binary: `import`, `config check`, `openapi`, streaming memory and graceful
+//! shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use marketd_domain::{Candle, Interval};
+use marketd_storage::{ConnectOptions, Store, connect};
+use marketd_testkit::TestDb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_marketd");
+const MINUTE: i64 = 60_000;
+/// 2024-01-01T00:00:00Z.
+const ORIGIN: i64 = 1_704_067_200_000;
+
+fn marketd(db: &TestDb, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("MARKETD_DATABASE_URL", &db.url)
+        .env("MARKETD_LOG_FORMAT", "json")
+        .output()
+        .unwrap()
+}
+
+async fn store(db: &TestDb) -> std::sync::Arc<dyn Store> {
+    let store = connect(&db.url, &ConnectOptions::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+async fn count(db: &TestDb, symbol: &str) -> usize {
+    let store = store(db).await;
+    let n = store
+        .candles(symbol, Interval::M1, i64::MIN, i64::MAX, u32::MAX)
+        .await
+        .unwrap()
+        .len();
+    store.close().await;
+    n
+}
+
+fn write_csv(dir: &std::path::Path, name: &str, rows: usize, tail: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(file, "open_time,open,high,low,close,volume").unwrap();
+    for i in 0..rows {
+        let price = 100.0 + (i % 50) as f64;
+        writeln!(
+            file,
+            "{},{price},{},{},{},{}",
+            ORIGIN + i as i64 * MINUTE,
+            price + 1.0,
+            price - 1.0,
+            price + 0.5,
+            i % 7
+        )
+        .unwrap();
+    }
+    write!(file, "{tail}").unwrap();
+    path
+}
+
+#[tokio::test]
+async fn import_is_checked_atomic_and_idempotent() {
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_csv(dir.path(), "good.csv", 1_000, "");
+
+    let out = marketd(
+        &db,
+        &[
+            "import",
+            good.to_str().unwrap(),
+            "--symbol",
+            "btc",
+            "--interval",
+            "1m",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("imported 1000 1m candles for BTC"));
+    assert_eq!(count(&db, "BTC").await, 1_000);
+    // Importing the same file again changes nothing.
+    let again = marketd(
+        &db,
+        &[
+            "import",
+            good.to_str().unwrap(),
+            "--symbol",
+            "BTC",
+            "--interval",
+            "1m",
+        ],
+    );
+    assert!(again.status.success());
+    assert_eq!(count(&db, "BTC").await, 1_000);
+
+    // Bad rows are reported with line numbers, and nothing at all is written.
+    let bad = write_csv(
+        dir.path(),
+        "bad.csv",
+        10,
+        "2024-01-02T00:00:00Z,10,9,11,10,1\nnot-a-time,1,1,1,1,1\n",
+    );
+    let out = marketd(
+        &db,
+        &[
+            "import",
+            bad.to_str().unwrap(),
+            "--symbol",
+            "ETH",
+            "--interval",
+            "1m",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.csv:12: high is below low"), "{stderr}");
+    assert!(stderr.contains("bad.csv:13: open_time"), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+    assert_eq!(count(&db, "ETH").await, 0);
+    let s = store(&db).await;
+    assert!(
+        s.asset("ETH").await.unwrap().is_none(),
+        "a rejected import registers nothing"
+    );
+    s.close().await;
+
+    // A file cut off mid-row (an interrupted download) is refused the same way.
+    let truncated = write_csv(dir.path(), "cut.csv", 10, "2024-01-02T00:00:00Z,10,1");
+    let out = marketd(
+        &db,
+        &[
+            "import",
+            truncated.to_str().unwrap(),
+            "--symbol",
+            "SOL",
+            "--interval",
+            "1m",
+        ],
+    );
+    assert!(!out.status.success());
+    assert_eq!(count(&db, "SOL").await, 0);
+    // ...unless the caller asks for the good rows.
+    let out = marketd(
+        &db,
+        &[
+            "import",
+            truncated.to_str().unwrap(),
+            "--symbol",
+            "SOL",
+            "--interval",
+            "1m",
+            "--skip-bad-rows",
+        ],
+    );
+    assert!(out.status.success());
+    assert_eq!(count(&db, "SOL").await, 10);
+}
+
+#[tokio::test]
+async fn a_killed_import_leaves_all_or_nothing() {
+    let db = TestDb::sqlite();
+    // Create the schema first so the count below never races the migration.
+    store(&db).await.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let big = write_csv(dir.path(), "big.csv", 300_000, "");
+    for delay_ms in [300, 1_500] {
+        let mut child = Command::new(BIN)
+            .args([
+                "import",
+                big.to_str().unwrap(),
+                "--symbol",
+                "BTC",
+                "--interval",
+                "1m",
+            ])
+            .env("MARKETD_DATABASE_URL", &db.url)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let n = count(&db, "BTC").await;
+        assert!(n == 0 || n == 300_000, "a killed import left {n} rows");
+    }
+}
+
+#[test]
+fn config_check_masks_secrets_and_names_bad_settings() {
+    let out = Command::new(BIN)
+        .args([
+            "config",
+            "check",
+            "--database-url",
+            "postgres://app:hunter2@db.internal:5432/marketd",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("postgres://app:****@db.internal:5432/marketd"),
+        "{printed}"
+    );
+    assert!(!printed.contains("hunter2"));
+    assert!(printed.contains("demo = false"));
+
+    let out = Command::new(BIN)
+        .args(["config", "check", "--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen:"));
+}
+
+#[test]
+fn openapi_command_prints_the_document() {
+    let out = Command::new(BIN).arg("openapi").output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/ohlcv/{symbol}"]["get"].is_object());
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A server process, killed if the test ends without stopping it.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &TestDb) -> Server {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-demo",
+            "--shutdown-timeout-secs",
+            "20",
+        ])
+        .env("MARKETD_DATABASE_URL", &db.url)
+        .env("MARKETD_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("marketd exited before listening")
+            .unwrap();
+        if line.contains("marketd listening") {
+            let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+            break log["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+/// Streams 400,000 candles (~45 MB of CSV) and checks the server's peak memory grows by
+/// far less than the payload; then sends SIGTERM mid-stream and checks the stream still
+/// completes and the process exits cleanly.
+#[test]
+fn streams_in_bounded_memory_and_drains_on_sigterm() {
+    const ROWS: i64 = 400_000;
+    let db = TestDb::sqlite();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(seed_minutes(&db, ROWS));
+    drop(runtime);
+
+    let mut server = serve(&db);
+    let url = format!(
+        "{}/v1/ohlcv/BTC?interval=1m&start=2024-01-01T00:00:00Z&end=2025-01-01T00:00:00Z",
+        server.base
+    );
+    let before = peak_rss_kib(server.child.id());
+    let mut text = String::new();
+    get_csv(&url).read_to_string(&mut text).unwrap();
+    let payload_kib = text.len() as u64 / 1024;
+    assert_eq!(text.lines().count() as i64, ROWS + 1);
+    let growth = peak_rss_kib(server.child.id()).saturating_sub(before);
+    assert!(
+        growth < payload_kib / 2,
+        "peak RSS grew {growth} KiB for a {payload_kib} KiB stream"
+    );
+
+    // SIGTERM while a stream is in flight: it completes, then the process exits 0.
+    let mut reader = get_csv(&url);
+    let mut first = [0u8; 4096];
+    reader.read_exact(&mut first).unwrap();
+    let sent = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    let lines = first
+        .iter()
+        .chain(rest.iter())
+        .filter(|b| **b == b'\n')
+        .count() as i64;
+    assert_eq!(lines, ROWS + 1, "the in-flight stream was cut short");
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "marketd did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+}
+
+async fn seed_minutes(db: &TestDb, rows: i64) {
+    let s = store(db).await;
+    s.upsert_asset(&marketd_storage::Asset {
+        symbol: "BTC".into(),
+        name: "Bitcoin".into(),
+        quote: "USD".into(),
+        sources: vec![],
+        created_at: 0,
+    })
+    .await
+    .unwrap();
+    let candles: Vec<Candle> = (0..rows)
+        .map(|i| Candle {
+            open_time: ORIGIN + i * MINUTE,
+            open: 10.0,
+            high: 11.0,
+            low: 9.0,
+            close: 10.5,
+            volume: 1.0,
+        })
+        .collect();
+    s.upsert_candles("BTC", Interval::M1, "test", &candles)
+        .await
+        .unwrap();
+    s.close().await;
+}
+
+/// A blocking GET with `Accept: text/csv` over a plain TCP socket, returning the body
+/// reader (chunked transfer decoded).
+fn get_csv(url: &str) -> Box<dyn Read + Send> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let response = runtime
+        .block_on(
+            reqwest::Client::new()
+                .get(url)
+                .header("accept", "text/csv")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            use futures::StreamExt;
+            let mut stream = response.bytes_stream();
+            while let Some(Ok(chunk)) = stream.next().await {
+                if tx.send(chunk.to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+    });
+    Box::new(ChannelReader {
+        rx,
+        buf: Vec::new(),
+        pos: 0,
+    })
+}
+
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
