@@ -188,7 +188,7 @@ impl SimulatedSeries {
         for (k, point) in points.iter_mut().enumerate() {
             let t = k as f64 / STEPS_PER_HOUR as f64;
             let bridge = walk[k] - t * walk[STEPS_PER_HOUR];
-            *point = (log_open + t * (log_close - log_open) + bridge).exp();
+            *point = self.to_tick((log_open + t * (log_close - log_open) + bridge).exp());
         }
         let mut minute_volumes = [0.0; STEPS_PER_HOUR];
         for volume in &mut minute_volumes {
@@ -201,13 +201,21 @@ impl SimulatedSeries {
         }
     }
 
-    /// The price at `t`, interpolated between minute points.
+    /// Rounds to the asset's tick, about a millionth of its price as exchanges quote it
+    /// (0.01 for BTC), so simulated prices look like real ones on the wire.
+    fn to_tick(&self, price: f64) -> f64 {
+        let decimals = 6 - self.asset.base_price.log10().floor() as i32;
+        let scale = 10f64.powi(decimals);
+        (price * scale).round() / scale
+    }
+
+    /// The price at `t`, interpolated between minute points and rounded to the tick.
     pub fn price_at(&mut self, t: i64) -> f64 {
         let hour = self.hour(Interval::H1.bucket_start(t));
         let into = (t - hour.open_time) as f64 / MINUTE_MS as f64;
         let k = (into.floor() as usize).min(STEPS_PER_HOUR - 1);
         let frac = into - k as f64;
-        hour.points[k] + (hour.points[k + 1] - hour.points[k]) * frac
+        self.to_tick(hour.points[k] + (hour.points[k + 1] - hour.points[k]) * frac)
     }
 
     /// The candle of `interval` (1m or 1h) opening at `open_time`, as known at `now`: a
@@ -228,10 +236,8 @@ impl SimulatedSeries {
             while k < STEPS_PER_HOUR && hour.open_time + (k as i64) * MINUTE_MS < hour_end {
                 let minute_start = hour.open_time + k as i64 * MINUTE_MS;
                 let done = ((hour_end - minute_start) as f64 / MINUTE_MS as f64).min(1.0);
-                let (a, b) = (
-                    hour.points[k],
-                    hour.points[k] + (hour.points[k + 1] - hour.points[k]) * done,
-                );
+                let a = hour.points[k];
+                let b = self.to_tick(a + (hour.points[k + 1] - a) * done);
                 let volume = hour.minute_volumes[k] * done;
                 let c = candle.get_or_insert(Candle {
                     open_time,
