@@ -9,4 +9,5 @@
 mod api;
 mod cli;
 mod helpers;
+mod indicators;
 mod openapi;

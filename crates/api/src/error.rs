@@ -169,6 +169,9 @@ pub enum ApiError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A failure that is neither the client's nor the database's; the cause is logged.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -226,6 +229,13 @@ impl IntoResponse for ApiError {
                         header::RETRY_AFTER,
                         HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECS),
                     )),
+                )
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                (
+                    Problem::new(ProblemType::InternalError, "an unexpected error occurred"),
+                    None,
                 )
             }
             ApiError::Store(err) => {

@@ -32,6 +32,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(assets::assets_get))
         .routes(routes!(prices::prices_list))
         .routes(routes!(ohlcv::ohlcv_get))
+        .routes(routes!(routes::indicators::indicators_get))
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and committed in `openapi/`.

@@ -2,11 +2,13 @@
 
 pub mod assets;
 pub mod health;
+pub mod indicators;
 pub mod ohlcv;
 pub mod prices;
 
 mod cursor;
 mod interval;
 mod params;
+mod window;
 
 pub use interval::IntervalName;

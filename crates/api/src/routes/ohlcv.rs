@@ -14,13 +14,14 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use marketd_domain::{Bar, Interval, Symbol, timestamp::MIN_TIMESTAMP_MS, write_rfc3339_ms};
+use marketd_domain::{Bar, Interval, Symbol, write_rfc3339_ms};
 use marketd_storage::{CandleRange, SourceChoice, read_bars, stream_bars};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
-use super::{IntervalName, cursor, params};
+use super::window::{self, Window, WindowQuery};
+use super::{IntervalName, params};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -150,15 +151,6 @@ fn negotiate(headers: &HeaderMap) -> Format {
     }
 }
 
-/// The resolved window: buckets opening in `[start, end)`, `start` aligned.
-#[derive(Debug)]
-struct Window {
-    start: i64,
-    end: i64,
-    /// Where this page starts (a cursor moves it past `start`).
-    page_start: i64,
-}
-
 fn resolve_window(
     query: &OhlcvQuery,
     symbol: &Symbol,
@@ -166,84 +158,27 @@ fn resolve_window(
     now: i64,
     format: Format,
 ) -> Result<Window, ApiError> {
-    let step = interval.millis();
-    // An empty `cursor=` is what a client sends for "no cursor yet".
-    if let (Format::Json, Some(raw)) = (format, query.cursor.as_deref().filter(|c| !c.is_empty())) {
-        return window_from_cursor(raw, symbol, interval);
-    }
-    let mut errors = Vec::new();
-    let start = query
-        .start
-        .as_deref()
-        .map(|s| params::timestamp("start", s))
-        .transpose();
-    let end = query
-        .end
-        .as_deref()
-        .map(|s| params::timestamp("end", s))
-        .transpose();
-    let (start, end) = match (start, end) {
-        (Ok(s), Ok(e)) => (s, e),
-        (s, e) => {
-            errors.extend(s.err());
-            errors.extend(e.err());
-            return Err(ApiError::Validation(errors));
-        }
-    };
-    let end = end.unwrap_or_else(|| interval.bucket_start(now).saturating_add(step));
     let default_span = match format {
         Format::Json => i64::from(query.limit.unwrap_or(DEFAULT_LIMIT)),
         Format::Csv | Format::Ndjson => MAX_STREAM_ROWS,
     };
-    if let (Some(explicit_start), true) = (start, query.end.is_some()) {
-        // A window too short to hold a bucket boundary is merely empty; a reversed one is
-        // a mistake.
-        if explicit_start >= end {
-            return Err(ApiError::InvalidRange {
-                field: "start",
-                message: "must be before `end`",
-            });
-        }
-    }
-    let start = start.unwrap_or_else(|| {
-        interval
-            .bucket_start(end.saturating_sub(1))
-            .saturating_sub((default_span - 1) * step)
-    });
-    let start = interval.ceil(start.max(MIN_TIMESTAMP_MS));
-    if format != Format::Json && (end - start) / step > MAX_STREAM_ROWS {
+    let window = window::resolve(
+        &WindowQuery {
+            start: query.start.as_deref(),
+            end: query.end.as_deref(),
+            cursor: query.cursor.as_deref().filter(|_| format == Format::Json),
+            default_span,
+        },
+        symbol,
+        interval,
+        now,
+    )?;
+    if format != Format::Json && (window.end - window.start) / interval.millis() > MAX_STREAM_ROWS {
         return Err(ApiError::RangeTooLarge(format!(
             "a stream carries at most {MAX_STREAM_ROWS} candles; narrow `start`..`end`"
         )));
     }
-    Ok(Window {
-        start,
-        end: end.max(start),
-        page_start: start,
-    })
-}
-
-fn window_from_cursor(raw: &str, symbol: &Symbol, interval: Interval) -> Result<Window, ApiError> {
-    let fields = cursor::decode(raw, 5).ok_or(ApiError::InvalidCursor)?;
-    let number = |i: usize| {
-        fields[i]
-            .parse::<i64>()
-            .map_err(|_| ApiError::InvalidCursor)
-    };
-    let (start, end, page_start) = (number(2)?, number(3)?, number(4)?);
-    let consistent = fields[0] == symbol.as_str()
-        && fields[1] == interval.as_str()
-        && start <= page_start
-        && page_start < end
-        && interval.bucket_start(page_start) == page_start;
-    if !consistent {
-        return Err(ApiError::InvalidCursor);
-    }
-    Ok(Window {
-        start,
-        end,
-        page_start,
-    })
+    Ok(window)
 }
 
 /// Counts and lists the buckets of `[from, to)` that `bars` (ascending, aligned) lack.
@@ -361,15 +296,9 @@ pub async fn ohlcv_get(
         .unwrap_or_else(|| window.end.min(open_bucket_end));
     let (expected, missing_count, missing) =
         missing_buckets(&page.bars, window.page_start, page_end, step);
-    let next_cursor = page.next_start.map(|next| {
-        cursor::encode(&[
-            symbol.as_str(),
-            interval.as_str(),
-            &window.start.to_string(),
-            &window.end.to_string(),
-            &next.to_string(),
-        ])
-    });
+    let next_cursor = page
+        .next_start
+        .map(|next| window::next_cursor(&symbol, interval, &window, next));
     let meta = OhlcvMeta {
         symbol: symbol.to_string(),
         interval: interval.into(),
