@@ -2,6 +2,7 @@
 //! over them. Nothing here performs I/O, so every rule can be tested exhaustively.
 
 pub mod aggregate;
+pub mod api_key;
 pub mod candle;
 pub mod indicators;
 pub mod interval;
