@@ -446,6 +446,13 @@ async fn validation_errors_are_problems(app: &TestApp) {
             None,
         ),
         (
+            // A forged cursor with extreme numbers is refused, not overflowed.
+            "/v1/ohlcv/BTC?cursor=YzF8QlRDfDFofC05MjIzMzcyMDM2ODU0Nzc1ODA4fDkyMjMzNzIwMzY4NTQ3NzU4MDd8MA",
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+            None,
+        ),
+        (
             "/v1/ohlcv/BTC?cursor=garbage",
             StatusCode::BAD_REQUEST,
             "invalid_cursor",

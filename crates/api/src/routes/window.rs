@@ -3,7 +3,8 @@
 //! `[start, end)`, `start` aligned up to the interval, defaults counted back from the
 //! bucket in progress, and cursors that carry the window so later pages never shift.
 
-use marketd_domain::{Interval, Symbol, timestamp::MIN_TIMESTAMP_MS};
+use marketd_domain::timestamp::{MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS};
+use marketd_domain::{Interval, Symbol};
 
 use super::{cursor, params};
 use crate::error::ApiError;
@@ -85,7 +86,12 @@ fn from_cursor(raw: &str, symbol: &Symbol, interval: Interval) -> Result<Window,
             .map_err(|_| ApiError::InvalidCursor)
     };
     let (start, end, page_start) = (number(2)?, number(3)?, number(4)?);
-    let consistent = fields[0] == symbol.as_str()
+    // Cursors are not signed, so their numbers get the same bounds as `start`/`end`
+    // parameters: arithmetic on a forged extreme must never overflow.
+    let in_range =
+        |t: i64| (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS + Interval::W1.millis()).contains(&t);
+    let consistent = [start, end, page_start].into_iter().all(in_range)
+        && fields[0] == symbol.as_str()
         && fields[1] == interval.as_str()
         && start <= page_start
         && page_start < end
