@@ -23,16 +23,9 @@ pub fn sma(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
     Ok(out)
 }
 
-/// The defined part of an SMA (`values.len() − period + 1` means, or none) and whether
-/// every value was finite. A running total, updated in the same order as TA-Lib's (and
-/// [`Sma`]'s) so the sums round alike. Also the smoothing stage of the stochastics.
-pub(crate) fn rolling_mean(values: &[f64], period: usize) -> (Vec<f64>, bool) {
-    let mut ok = true;
-    let out = rolling_means(values, period, &mut ok).collect();
-    (out, ok)
-}
-
-/// [`rolling_mean`] as an iterator; `ok` is cleared on a non-finite value.
+/// The defined part of an SMA (`values.len() − period + 1` means, or none); `ok` is
+/// cleared on a non-finite value. A running total, updated in the same order as TA-Lib's
+/// (and [`Sma`]'s) so the sums round alike.
 fn rolling_means<'a>(
     values: &'a [f64],
     period: usize,

@@ -1,7 +1,7 @@
 //! Oscillators and momentum: RSI, MACD, Stochastic, Stochastic RSI, Williams %R, ROC,
 //! CCI and MFI.
 
-use super::ma::{Ema, EmaStep, Sma, rolling_mean};
+use super::ma::{Ema, EmaStep, Sma};
 use super::window::{Extreme, Ring, RunningExtreme};
 use super::{
     CandleColumns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period, column,
@@ -15,17 +15,18 @@ use crate::Candle;
 pub fn rsi(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
     check_period("period", period, 1)?;
     finite_or(all_finite(values), &[("value", values)])?;
-    Ok(column(
-        values.len(),
-        period,
-        rsi_defined(values, period).into_iter(),
-    ))
+    let mut out = vec![f64::NAN; values.len()];
+    rsi_into(values, period, |i, r| out[i] = r);
+    Ok(Series(out))
 }
 
-/// The defined part of [`rsi`], from index `period` on, computed as [`Rsi::push`] does.
-fn rsi_defined(values: &[f64], period: usize) -> Vec<f64> {
+/// The defined part of [`rsi`], computed as [`Rsi::push`] does: hands `(i, rsi)` to
+/// `emit` for every index `i` from `period` on, so callers write it where they need it
+/// instead of into a column-sized temporary.
+#[inline]
+fn rsi_into(values: &[f64], period: usize, mut emit: impl FnMut(usize, f64)) {
     if values.len() <= period {
-        return Vec::new();
+        return;
     }
     let (mut gain, mut loss) = (0.0, 0.0);
     for pair in values[..=period].windows(2) {
@@ -39,19 +40,19 @@ fn rsi_defined(values: &[f64], period: usize) -> Vec<f64> {
     let n = period as f64;
     (gain, loss) = (gain / n, loss / n);
     let wilder = Wilder::new(period);
-    let first = rsi_value(gain, loss);
-    let rest = values[period..].windows(2).map(|pair| {
-        let change = pair[1] - pair[0];
-        let (up, down) = if change < 0.0 {
-            (0.0, -change)
-        } else {
-            (change, 0.0)
-        };
+    emit(period, rsi_value(gain, loss));
+    let mut prev = values[period];
+    for (i, &x) in values.iter().enumerate().skip(period + 1) {
+        let change = x - prev;
+        prev = x;
+        // Branch-free split: a zero or positive change is a gain, a negative one a loss;
+        // the zero that goes to the other side adds nothing.
+        let up = if change < 0.0 { 0.0 } else { change };
+        let down = if change < 0.0 { -change } else { 0.0 };
         gain = wilder.mean(gain, up);
         loss = wilder.mean(loss, down);
-        rsi_value(gain, loss)
-    });
-    std::iter::once(first).chain(rest).collect()
+        emit(i, rsi_value(gain, loss));
+    }
 }
 
 #[inline]
@@ -310,29 +311,51 @@ fn percent_k(close: f64, lowest: f64, highest: f64) -> f64 {
     }
 }
 
-/// Fast %K over `window` values from `highs`/`lows`/`closes` (the same slice three
-/// times for the stochastic RSI): one value per index from `window − 1` on.
-fn fast_k(highs: &[f64], lows: &[f64], closes: &[f64], window: usize) -> Vec<f64> {
-    let mut highest = RunningExtreme::<true>::new(window);
-    let mut lowest = RunningExtreme::<false>::new(window);
-    let head = (window - 1).min(closes.len());
-    for i in 0..head {
-        highest.at(highs, i);
-        lowest.at(lows, i);
-    }
-    (head..closes.len())
-        .map(|i| percent_k(closes[i], lowest.at(lows, i), highest.at(highs, i)))
-        .collect()
+/// A simple moving average fed one value at a time, summing and subtracting in the
+/// order of [`Sma::push`] so both give the same bits; its window is a ring of `period`
+/// slots, so a batch loop needs no column-sized temporary.
+struct StreamingMean {
+    window: Vec<f64>,
+    /// Slot of the next value; once the window is full, the oldest value's slot after it.
+    next: usize,
+    seen: usize,
+    total: f64,
+    divisor: f64,
 }
 
-/// %K and %D columns from the smoothed values: both start at `lookback`, where %D
-/// (`smoothing` values later than %K's own start) is first defined.
-fn stoch_series(len: usize, lookback: usize, k: &[f64], smoothing: usize) -> StochSeries {
-    let (d, _) = rolling_mean(k, smoothing);
-    StochSeries {
-        k: column(len, lookback, k.iter().skip(smoothing - 1).copied()),
-        d: column(len, lookback, d.into_iter()),
+impl StreamingMean {
+    fn new(period: usize) -> Self {
+        Self {
+            window: vec![0.0; period],
+            next: 0,
+            seen: 0,
+            total: 0.0,
+            divisor: period as f64,
+        }
     }
+
+    /// The mean of the last `period` values, once there are that many.
+    #[inline]
+    fn push(&mut self, x: f64) -> Option<f64> {
+        self.total += x;
+        self.window[self.next] = x;
+        self.next += 1;
+        if self.next == self.window.len() {
+            self.next = 0;
+        }
+        self.seen += 1;
+        if self.seen < self.window.len() {
+            return None;
+        }
+        let mean = self.total / self.divisor;
+        self.total -= self.window[self.next];
+        Some(mean)
+    }
+}
+
+/// Two all-NaN columns of `len` values, for the two outputs of a stochastic.
+fn two_columns(len: usize) -> (Vec<f64>, Vec<f64>) {
+    (vec![f64::NAN; len], vec![f64::NAN; len])
 }
 
 /// Slow stochastic (TA-Lib STOCH with SMA smoothing): fast %K over `fastk` candles,
@@ -354,10 +377,27 @@ pub fn stoch(
             ok & h.is_finite() & l.is_finite() & c.is_finite()
         });
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
-    let fast = fast_k(high, low, close, fastk);
-    let (slow, _) = rolling_mean(&fast, slowk);
-    let lookback = fastk + slowk + slowd - 3;
-    Ok(stoch_series(candles.len(), lookback, &slow, slowd))
+    let n = close.len();
+    let (mut k, mut d) = two_columns(n);
+    let mut highest = RunningExtreme::<true>::new(fastk);
+    let mut lowest = RunningExtreme::<false>::new(fastk);
+    let (mut slow, mut signal) = (StreamingMean::new(slowk), StreamingMean::new(slowd));
+    for i in 0..n {
+        let (hi, lo) = (highest.at(high, i), lowest.at(low, i));
+        if i + 1 < fastk {
+            continue;
+        }
+        let Some(slow_k) = slow.push(percent_k(close[i], lo, hi)) else {
+            continue;
+        };
+        if let Some(slow_d) = signal.push(slow_k) {
+            (k[i], d[i]) = (slow_k, slow_d);
+        }
+    }
+    Ok(StochSeries {
+        k: Series(k),
+        d: Series(d),
+    })
 }
 
 /// Incremental [`stoch`].
@@ -421,10 +461,28 @@ pub fn stochrsi(
 ) -> Result<StochSeries, IndicatorError> {
     StochRsi::new(period, fastk, fastd)?;
     finite_or(all_finite(values), &[("value", values)])?;
-    let rsi = rsi_defined(values, period);
-    let fast = fast_k(&rsi, &rsi, &rsi, fastk);
-    let lookback = period + fastk + fastd - 2;
-    Ok(stoch_series(values.len(), lookback, &fast, fastd))
+    let (mut k, mut d) = two_columns(values.len());
+    let mut highest = RunningExtreme::<true>::new(fastk);
+    let mut lowest = RunningExtreme::<false>::new(fastk);
+    // The current block of RSI values, which the extremes read back.
+    let mut block = vec![0.0; fastk];
+    let mut signal = StreamingMean::new(fastd);
+    let mut seen = 0;
+    rsi_into(values, period, |i, r| {
+        let (hi, lo) = (highest.push(&mut block, r), lowest.push(&mut block, r));
+        seen += 1;
+        if seen < fastk {
+            return;
+        }
+        let fast_k = percent_k(r, lo, hi);
+        if let Some(fast_d) = signal.push(fast_k) {
+            (k[i], d[i]) = (fast_k, fast_d);
+        }
+    });
+    Ok(StochSeries {
+        k: Series(k),
+        d: Series(d),
+    })
 }
 
 /// Incremental [`stochrsi`].
@@ -615,41 +673,36 @@ impl Indicator for Roc {
 /// TP = (high + low + close) / 3; 0 when either is zero. Lookback `period − 1`.
 pub fn cci(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorError> {
     check_period("period", period, 1)?;
-    let (typical, ok) = typical_prices(candles);
     let (high, low, close) = (candles.high(), candles.low(), candles.close());
-    finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
-    let n = typical.len();
-    let count = period as f64;
-    let defined = (period - 1..n).map(|i| {
-        // The window in [`Ring`] slot order, as [`Cci::push`] sums it: slot 0 holds the
-        // index that is a multiple of `period`, so the sum starts there and wraps round.
-        let start = i + 1 - period;
-        let wrap = start + (period - start % period) % period;
-        let (older, newer) = (&typical[start..wrap], &typical[wrap..=i]);
-        let sum = newer.iter().fold(0.0, |s, &v| s + v);
-        let mean = older.iter().fold(sum, |s, &v| s + v) / count;
-        let deviation = newer.iter().fold(0.0, |s, &v| s + (v - mean).abs());
-        let deviation = older.iter().fold(deviation, |s, &v| s + (v - mean).abs()) / count;
-        cci_value(typical[i], mean, deviation)
-    });
-    Ok(column(n, period - 1, defined))
-}
-
-/// (high + low + close) / 3 for every candle, and whether all three were finite.
-fn typical_prices(candles: &CandleColumns) -> (Vec<f64>, bool) {
-    let mut ok = true;
-    let hlc = candles
-        .high()
+    let ok = high
         .iter()
-        .zip(candles.low())
-        .zip(candles.close());
-    let typical = hlc
-        .map(|((&h, &l), &c)| {
-            ok &= h.is_finite() & l.is_finite() & c.is_finite();
-            (h + l + c) / 3.0
-        })
-        .collect();
-    (typical, ok)
+        .zip(low)
+        .zip(close)
+        .fold(true, |ok, ((h, l), c)| {
+            ok & h.is_finite() & l.is_finite() & c.is_finite()
+        });
+    finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
+    let n = close.len();
+    let count = period as f64;
+    let mut out = vec![f64::NAN; n];
+    // The typical prices of the window in [`Ring`] slot order (index `i` in slot
+    // `i % period`), summed in that order as [`Cci::push`] and TA-Lib do.
+    let mut window = vec![0.0; period];
+    let mut slot = 0;
+    for (i, ((&h, &l), &c)) in high.iter().zip(low).zip(close).enumerate() {
+        let typical = (h + l + c) / 3.0;
+        window[slot] = typical;
+        slot += 1;
+        if slot == period {
+            slot = 0;
+        }
+        if i + 1 >= period {
+            let mean = window.iter().fold(0.0, |s, &v| s + v) / count;
+            let deviation = window.iter().fold(0.0, |s, &v| s + (v - mean).abs()) / count;
+            out[i] = cci_value(typical, mean, deviation);
+        }
+    }
+    Ok(Series(out))
 }
 
 #[inline]
@@ -708,10 +761,16 @@ impl Indicator for Cci {
 /// typical price, flow = TP · volume; 0 when no money flowed. Lookback `period`.
 pub fn mfi(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorError> {
     check_period("period", period, 1)?;
-    let (typical, ok) = typical_prices(candles);
     let volume = candles.volume();
-    let ok = ok & all_finite(volume);
     let (high, low, close) = (candles.high(), candles.low(), candles.close());
+    let ok = high
+        .iter()
+        .zip(low)
+        .zip(close)
+        .zip(volume)
+        .fold(true, |ok, (((h, l), c), v)| {
+            ok & h.is_finite() & l.is_finite() & c.is_finite() & v.is_finite()
+        });
     let fields = [
         ("high", high),
         ("low", low),
@@ -719,34 +778,36 @@ pub fn mfi(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorEr
         ("volume", volume),
     ];
     finite_or(ok, &fields)?;
-    let n = typical.len();
-    // The money flow into candle `j`, split by the direction of the typical price.
-    let flow = |j: usize| {
-        let change = typical[j] - typical[j - 1];
-        let flow = typical[j] * volume[j];
-        if change < 0.0 {
-            (0.0, flow)
-        } else if change > 0.0 {
-            (flow, 0.0)
-        } else {
-            (0.0, 0.0)
-        }
-    };
-    // The sums and counts of [`Mfi::push`], in the same order. The flow leaving the
-    // window is recomputed rather than kept: it is a few arithmetic operations on values
-    // still in cache, and gives the same bits.
+    let n = close.len();
+    let typical = |j: usize| (high[j] + low[j] + close[j]) / 3.0;
+    // The flows of the window, `(positive, negative)`, in a ring of `period` slots.
+    let mut flows = vec![(0.0, 0.0); period];
+    let mut slot = 0;
+    // The sums and counts of [`Mfi::push`], in the same order.
     let mut out = vec![f64::NAN; n];
     let (mut positive, mut negative) = (0.0, 0.0);
     let (mut positive_count, mut negative_count) = (0_usize, 0_usize);
-    for (j, slot) in out.iter_mut().enumerate().skip(1) {
+    let mut prev = if n > 0 { typical(0) } else { 0.0 };
+    for (j, slot_out) in out.iter_mut().enumerate().skip(1) {
+        let tp = typical(j);
+        let change = tp - prev;
+        prev = tp;
         if j > period {
-            let (old_pos, old_neg) = flow(j - period);
+            let (old_pos, old_neg) = flows[slot];
             positive -= old_pos;
             negative -= old_neg;
             positive_count -= usize::from(old_pos != 0.0);
             negative_count -= usize::from(old_neg != 0.0);
         }
-        let (pos, neg) = flow(j);
+        // The money flow into candle `j`, split by the direction of the typical price.
+        let flow = tp * volume[j];
+        let pos = if change > 0.0 { flow } else { 0.0 };
+        let neg = if change < 0.0 { flow } else { 0.0 };
+        flows[slot] = (pos, neg);
+        slot += 1;
+        if slot == period {
+            slot = 0;
+        }
         positive += pos;
         negative += neg;
         positive_count += usize::from(pos != 0.0);
@@ -758,7 +819,7 @@ pub fn mfi(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorEr
             negative = 0.0;
         }
         if j >= period {
-            *slot = mfi_value(positive, negative);
+            *slot_out = mfi_value(positive, negative);
         }
     }
     Ok(Series(out))

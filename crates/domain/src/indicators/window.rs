@@ -136,45 +136,92 @@ impl<const MAX: bool> Extreme<MAX> {
 
 /// The batch counterpart of [`Extreme`], reading a slice instead of keeping a copy of the
 /// window: the extreme of `values[i + 1 − window ..= i]`, for `i = 0, 1, 2, …` in turn.
-/// It returns what [`Extreme::push`] returns, ties included.
+/// It returns the value [`Extreme::push`] returns (equal values may differ only in the
+/// sign of a zero).
+///
+/// Branch-light and O(1) per value whatever the data: the input is cut into blocks of
+/// `window` values; a window ending at offset `r` of a block is the block's prefix up to
+/// `r` plus the previous block's suffix from `r + 1`. The prefix is a running extreme,
+/// the suffixes are computed once per block (one comparison per value, amortised), so
+/// each step costs three comparisons that compile to `max`/`min` instructions instead of
+/// a rescan whose branches mispredict.
 #[derive(Debug, Clone)]
 pub(crate) struct RunningExtreme<const MAX: bool> {
     window: usize,
-    best_at: usize,
+    /// Extremes of the previous block from each offset to its end; slot `window` (and
+    /// every slot before the first block is complete) holds the identity.
+    suffix: Vec<f64>,
+    prefix: f64,
+    /// Offset of the next value in its block.
+    offset: usize,
 }
 
 impl<const MAX: bool> RunningExtreme<MAX> {
+    const IDENTITY: f64 = if MAX {
+        f64::NEG_INFINITY
+    } else {
+        f64::INFINITY
+    };
+
     pub(crate) fn new(window: usize) -> Self {
-        Self { window, best_at: 0 }
+        Self {
+            window,
+            suffix: vec![Self::IDENTITY; window + 1],
+            prefix: Self::IDENTITY,
+            offset: 0,
+        }
+    }
+
+    /// The more extreme of two values, as one `max`/`min` instruction.
+    #[inline(always)]
+    fn pick(a: f64, b: f64) -> f64 {
+        if MAX {
+            if b > a { b } else { a }
+        } else if b < a {
+            b
+        } else {
+            a
+        }
     }
 
     /// The extreme of the window ending at `i`; call it for every `i` from 0 up.
     #[inline]
     pub(crate) fn at(&mut self, values: &[f64], i: usize) -> f64 {
-        let (value, best) = (values[i], values[self.best_at]);
-        if i == 0 || Extreme::<MAX>::beats(value, best) {
-            self.best_at = i;
-            value
-        } else if self.best_at + self.window <= i {
-            self.rescan(values, i)
-        } else {
-            best
+        if self.offset == self.window {
+            Self::suffixes(&mut self.suffix[..self.window], &values[i - self.window..i]);
+            (self.prefix, self.offset) = (Self::IDENTITY, 0);
         }
+        self.step(values[i])
     }
 
-    /// The extreme fell out: search the window oldest first, so ties go to the newest and
-    /// stay longest. Kept out of line so the common path above stays small.
-    #[inline(never)]
-    fn rescan(&mut self, values: &[f64], i: usize) -> f64 {
-        let start = i + 1 - self.window;
-        let window = &values[start..=i];
-        let (mut at, mut best) = (0, window[0]);
-        for (j, &v) in window.iter().enumerate().skip(1) {
-            if Extreme::<MAX>::beats(v, best) {
-                (at, best) = (j, v);
-            }
+    /// [`at`](Self::at) for values that are not kept in a slice: the current block is
+    /// copied into `block` (a buffer of `window` slots, the caller's, so this state stays
+    /// as small as the slice form).
+    #[inline]
+    pub(crate) fn push(&mut self, block: &mut [f64], value: f64) -> f64 {
+        if self.offset == self.window {
+            Self::suffixes(&mut self.suffix[..self.window], &block[..self.window]);
+            (self.prefix, self.offset) = (Self::IDENTITY, 0);
         }
-        self.best_at = start + at;
-        best
+        block[self.offset] = value;
+        self.step(value)
+    }
+
+    #[inline(always)]
+    fn step(&mut self, value: f64) -> f64 {
+        self.prefix = Self::pick(self.prefix, value);
+        let r = self.offset;
+        self.offset += 1;
+        Self::pick(self.prefix, self.suffix[r + 1])
+    }
+
+    /// A block ended: the extremes of `block` from each offset to its end.
+    #[inline(never)]
+    fn suffixes(suffix: &mut [f64], block: &[f64]) {
+        let mut best = Self::IDENTITY;
+        for (slot, &v) in suffix.iter_mut().zip(block).rev() {
+            best = Self::pick(best, v);
+            *slot = best;
+        }
     }
 }
