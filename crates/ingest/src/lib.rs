@@ -3,4 +3,5 @@
 
 pub mod csv_import;
 pub mod demo;
+pub mod exchange;
 pub mod simulated;
