@@ -182,6 +182,25 @@ fn coingecko_fixture() {
 }
 
 #[test]
+fn coingecko_markets_fixture() {
+    let parsed = ok(coingecko::parse_markets(&fixture("coingecko_markets.json")));
+    assert!(parsed.rejected.is_empty());
+    assert_eq!(
+        parsed.rows,
+        vec![LatestPrice {
+            symbol: "bitcoin".into(),
+            price: 70187.0,
+            open_24h: 70187.0 - 2126.88,
+            high_24h: 70215.0,
+            low_24h: 68060.0,
+            volume_24h: 20154184933.0,
+            as_of: 1_712_508_571_736,
+            source: "coingecko".into(),
+        }]
+    );
+}
+
+#[test]
 fn each_malformation_is_rejected_alone_and_good_rows_survive() {
     // Binance-shaped 1m klines around 2023-11-14T22:14:00Z; now is 30 s into the
     // 22:20 bucket.
@@ -301,6 +320,7 @@ fn no_truncation_panics() {
         "coinbase_candles_1h.json",
         "kraken_ohlc_1m.json",
         "coingecko_simple_price.json",
+        "coingecko_markets.json",
     ];
     for name in fixtures {
         let body = fixture(name);
@@ -315,6 +335,7 @@ fn no_truncation_panics() {
             let _ = coinbase::parse_candles(cut, Interval::H1, LATER);
             let _ = kraken::parse_ohlc(cut, Interval::M1, LATER);
             let _ = coingecko::parse_simple_price(cut, "usd");
+            let _ = coingecko::parse_markets(cut);
             // A strict prefix of a fixture is never a complete document.
             assert!(
                 matches!(
@@ -357,5 +378,34 @@ fn hostile_rows_are_rejected_not_panicked_on() {
         let parsed = ok(coingecko::parse_simple_price(gecko.as_bytes(), "usd"));
         assert_eq!(parsed.rejected.len(), 1, "{row}");
         let _ = binance::parse_ticker_24hr(body.as_bytes());
+    }
+}
+
+/// Every fixture with each byte in turn replaced by characters that change JSON's
+/// meaning: every parser answers, none panics.
+#[test]
+fn no_single_byte_mutation_panics() {
+    let fixtures = [
+        "binance_klines_1w.json",
+        "binance_ticker_24hr.json",
+        "coinbase_candles_1h.json",
+        "kraken_ohlc_1m.json",
+        "coingecko_simple_price.json",
+        "coingecko_markets.json",
+    ];
+    for name in fixtures {
+        let original = fixture(name);
+        for at in 0..original.len() {
+            for replacement in *b"\"-0.e[]{},:nx9" {
+                let mut body = original.clone();
+                body[at] = replacement;
+                let _ = binance::parse_klines(&body, Interval::W1, LATER);
+                let _ = binance::parse_ticker_24hr(&body);
+                let _ = coinbase::parse_candles(&body, Interval::H1, LATER);
+                let _ = kraken::parse_ohlc(&body, Interval::M1, LATER);
+                let _ = coingecko::parse_simple_price(&body, "usd");
+                let _ = coingecko::parse_markets(&body);
+            }
+        }
     }
 }

@@ -5,12 +5,16 @@
 //! "last_updated_at": 1711356300}}`, `last_updated_at` in Unix seconds. Errors come back
 //! as `{"status": {"error_code": 429, "error_message": "…"}}` or `{"error": "…"}`.
 //!
-//! This endpoint gives no 24-hour high and low. The open is derived from the percentage
+//! Also `GET /api/v3/coins/markets?vs_currency=usd&ids=…`: an array of coin objects
+//! with `current_price`, `high_24h`, `low_24h`, `total_volume`, `price_change_24h` and
+//! `last_updated` (RFC 3339), which carries the true 24-hour range.
+//!
+//! The simple-price endpoint gives no 24-hour high and low. The open is derived from the percentage
 //! change, and the range is the narrowest one that holds both the open and the last
 //! price, so `change_24h` is exact while `high_24h`/`low_24h` are lower bounds of the
 //! true range.
 
-use marketd_domain::LatestPrice;
+use marketd_domain::{LatestPrice, parse_timestamp};
 use serde_json::{Map, Value};
 
 use super::binance::check_price;
@@ -73,6 +77,62 @@ fn coin(id: &str, quote: &Value, vs: &str) -> Result<LatestPrice, String> {
         source: SOURCE.to_owned(),
     };
     check_price(&result)?;
+    Ok(result)
+}
+
+/// Parses a `/coins/markets` response. Each row's `symbol` is CoinGecko's coin id.
+pub fn parse_markets(body: &[u8]) -> Result<Parsed<LatestPrice>, PayloadError> {
+    let coins = match parse_json(body)? {
+        Value::Array(coins) => coins,
+        Value::Object(obj) => {
+            return Err(error_envelope(&obj).unwrap_or_else(|| {
+                PayloadError::Shape("an object that is neither data nor an error".into())
+            }));
+        }
+        other => {
+            return Err(PayloadError::Shape(format!(
+                "markets are {}, expected an array",
+                kind(&other)
+            )));
+        }
+    };
+    let mut parsed = Parsed::default();
+    for (index, item) in coins.iter().enumerate() {
+        match market(item) {
+            Ok(price) => parsed.rows.push(price),
+            Err(reason) => parsed.rejected.push(Rejected { index, reason }),
+        }
+    }
+    parsed.rows.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    Ok(parsed)
+}
+
+fn market(item: &Value) -> Result<LatestPrice, String> {
+    let Value::Object(obj) = item else {
+        return Err(format!("coin is {}, expected an object", kind(item)));
+    };
+    let field = |name: &str| obj.get(name).ok_or_else(|| format!("{name} is missing"));
+    let id = match field("id")? {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        other => return Err(format!("id is {}, expected a coin id", kind(other))),
+    };
+    let price = decimal(field("current_price")?, "current_price")?;
+    let change = decimal(field("price_change_24h")?, "price_change_24h")?;
+    let as_of = match field("last_updated")? {
+        Value::String(s) => parse_timestamp(s).map_err(|e| format!("last_updated: {e}"))?,
+        other => return Err(format!("last_updated is {}, expected a time", kind(other))),
+    };
+    let result = LatestPrice {
+        symbol: id,
+        price,
+        open_24h: price - change,
+        high_24h: decimal(field("high_24h")?, "high_24h")?,
+        low_24h: decimal(field("low_24h")?, "low_24h")?,
+        volume_24h: decimal(field("total_volume")?, "total_volume")?,
+        as_of,
+        source: SOURCE.to_owned(),
+    };
+    check_price(&result).map_err(|e| format!("{}: {e}", result.symbol))?;
     Ok(result)
 }
 
