@@ -9,8 +9,8 @@ use marketd_domain::{Candle, Interval, LatestPrice};
 use serde_json::{Map, Value};
 
 use super::{
-    Parsed, PayloadError, Rejected, decimal, finish_candles, integer, kind, parse_json, row_array,
-    time_ms,
+    Parsed, PayloadError, Rejected, check_price, decimal, finish_candles, integer, kind,
+    parse_json, row_array, time_ms,
 };
 
 pub const SOURCE: &str = "binance";
@@ -103,31 +103,6 @@ fn ticker(item: &Value) -> Result<LatestPrice, String> {
     };
     check_price(&price)?;
     Ok(price)
-}
-
-/// The checks a 24-hour snapshot must pass: positive prices, a non-negative volume and a
-/// last price inside the day's range.
-pub(crate) fn check_price(p: &LatestPrice) -> Result<(), String> {
-    for (name, value) in [
-        ("price", p.price),
-        ("open", p.open_24h),
-        ("high", p.high_24h),
-        ("low", p.low_24h),
-    ] {
-        if value <= 0.0 {
-            return Err(format!("{name} must be greater than zero"));
-        }
-    }
-    if p.volume_24h < 0.0 {
-        return Err("volume must not be negative".to_owned());
-    }
-    if p.high_24h < p.low_24h {
-        return Err("high is below low".to_owned());
-    }
-    if p.price > p.high_24h || p.price < p.low_24h {
-        return Err("the last price lies outside the 24-hour high-low range".to_owned());
-    }
-    Ok(())
 }
 
 fn error_envelope(obj: &Map<String, Value>) -> PayloadError {

@@ -2,7 +2,8 @@
 //!
 //! Each bucket is `[time, low, high, open, close, volume]` with `time` in Unix seconds
 //! and the rest as JSON numbers, newest bucket first. Note the order: low and high come
-//! before open. Errors come back as `{"message": "NotFound"}`.
+//! before open. Errors come back as `{"message": "NotFound"}`. Coinbase serves only
+//! 1m, 5m, 15m, 1h, 6h and 1d buckets; 4h and 1w are aggregated from finer ones.
 
 use marketd_domain::{Candle, Interval};
 use serde_json::Value;

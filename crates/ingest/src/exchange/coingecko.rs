@@ -17,8 +17,9 @@
 use marketd_domain::{LatestPrice, parse_timestamp};
 use serde_json::{Map, Value};
 
-use super::binance::check_price;
-use super::{Parsed, PayloadError, Rejected, decimal, integer, kind, parse_json, time_ms};
+use super::{
+    Parsed, PayloadError, Rejected, check_price, decimal, integer, kind, parse_json, time_ms,
+};
 
 pub const SOURCE: &str = "coingecko";
 

@@ -4,7 +4,8 @@
 //! "volume", count], …], "last": <int>}}`, with `time` in Unix seconds. The pair key is
 //! Kraken's own name (`XXBTZUSD` for a request of `XBTUSD`), and `last` is the cursor to
 //! pass as `since` to resume. A non-empty `error` array means the request failed. The
-//! newest entry is the still-open bucket.
+//! newest entry is the still-open bucket. Kraken's weekly buckets are not our Monday
+//! buckets, so a 1w request comes back as misaligned rows: fetch daily and aggregate.
 
 use marketd_domain::{Candle, Interval};
 use serde_json::Value;

@@ -12,7 +12,7 @@ pub mod coingecko;
 pub mod kraken;
 pub mod symbols;
 
-use marketd_domain::{Candle, Interval};
+use marketd_domain::{Candle, Interval, LatestPrice};
 use serde_json::Value;
 
 pub use symbols::{Asset, SymbolTable};
@@ -171,6 +171,31 @@ pub(crate) fn finish_candles(
     }
     rejected.sort_by_key(|r| r.index);
     Parsed { rows, rejected }
+}
+
+/// The checks a 24-hour snapshot must pass: positive prices, a non-negative volume and a
+/// last price inside the day's range.
+pub(crate) fn check_price(p: &LatestPrice) -> Result<(), String> {
+    for (name, value) in [
+        ("price", p.price),
+        ("open", p.open_24h),
+        ("high", p.high_24h),
+        ("low", p.low_24h),
+    ] {
+        if value <= 0.0 {
+            return Err(format!("{name} must be greater than zero"));
+        }
+    }
+    if p.volume_24h < 0.0 {
+        return Err("volume must not be negative".to_owned());
+    }
+    if p.high_24h < p.low_24h {
+        return Err("high is below low".to_owned());
+    }
+    if p.price > p.high_24h || p.price < p.low_24h {
+        return Err("the last price lies outside the 24-hour high-low range".to_owned());
+    }
+    Ok(())
 }
 
 /// Reads one row as a JSON array of at least `min_len` elements.
