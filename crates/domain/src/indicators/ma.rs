@@ -185,19 +185,19 @@ pub fn wma(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
     }
     let weight = period as f64;
     let divisor = ((period * (period + 1)) / 2) as f64;
-    let defined = values[head..].iter().zip(values).map(|(&x, &oldest)| {
+    let mut out = vec![f64::NAN; n];
+    // `oldest` runs `period − 1` behind `x`; it leaves the plain sum one step later.
+    for ((slot, &x), &oldest) in out[head..].iter_mut().zip(&values[head..]).zip(values) {
         ok &= x.is_finite();
         plain += x;
         plain -= trailing;
         weighted += x * weight;
         trailing = oldest;
-        let out = weighted / divisor;
+        *slot = weighted / divisor;
         weighted -= plain;
-        out
-    });
-    let out = column(n, head, defined);
+    }
     finite_or(ok, &[("value", values)])?;
-    Ok(out)
+    Ok(Series(out))
 }
 
 /// Incremental [`wma`]. Keeps the weighted sum and the plain sum of the window so each
@@ -263,10 +263,10 @@ fn ema_cascade<const STAGES: usize>(
     period: usize,
 ) -> Result<Series, IndicatorError> {
     check_period("period", period, 1)?;
-    finite_or(super::all_finite(values), &[("value", values)])?;
     let n = values.len();
     let lookback = STAGES * (period - 1);
     if n <= lookback {
+        finite_or(super::all_finite(values), &[("value", values)])?;
         return Ok(column(n, n, std::iter::empty()));
     }
     let step = EmaStep::new(period);
@@ -298,16 +298,23 @@ fn ema_cascade<const STAGES: usize>(
         }
         e3 = mean(&seconds);
     }
-    let first = combine(e1, e2, e3);
-    let rest = values[lookback + 1..].iter().map(|&x| {
+    // A plain loop over the output with the three averages in locals: each stage is
+    // one multiply-add chain, and the stages overlap across iterations. The finiteness
+    // check rides along instead of taking a pass of its own.
+    let mut out = vec![f64::NAN; n];
+    out[lookback] = combine(e1, e2, e3);
+    let mut ok = super::all_finite(&values[..=lookback]);
+    for (slot, &x) in out[lookback + 1..].iter_mut().zip(&values[lookback + 1..]) {
+        ok &= x.is_finite();
         e1 = step.next(e1, x);
         e2 = step.next(e2, e1);
         if STAGES == 3 {
             e3 = step.next(e3, e2);
         }
-        combine(e1, e2, e3)
-    });
-    Ok(column(n, lookback, std::iter::once(first).chain(rest)))
+        *slot = combine(e1, e2, e3);
+    }
+    finite_or(ok, &[("value", values)])?;
+    Ok(Series(out))
 }
 
 /// Incremental [`dema`].
