@@ -90,19 +90,24 @@ impl Indicator for Sma {
 /// `period` values. Lookback `period - 1`.
 pub fn ema(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
     check_period("period", period, 1)?;
-    finite_or(super::all_finite(values), &[("value", values)])?;
     let n = values.len();
     if n < period {
+        finite_or(super::all_finite(values), &[("value", values)])?;
         return Ok(column(n, n, std::iter::empty()));
     }
     let smoothing = EmaStep::new(period);
-    let first = values[..period].iter().fold(0.0, |s, &x| s + x) / period as f64;
-    let mut prev = first;
-    let rest = values[period..].iter().map(|&x| {
+    let mut prev = values[..period].iter().fold(0.0, |s, &x| s + x) / period as f64;
+    let mut out = vec![f64::NAN; n];
+    out[period - 1] = prev;
+    // The finiteness check rides along in the loop instead of taking a pass of its own.
+    let mut ok = super::all_finite(&values[..period]);
+    for (slot, &x) in out[period..].iter_mut().zip(&values[period..]) {
+        ok &= x.is_finite();
         prev = smoothing.next(prev, x);
-        prev
-    });
-    Ok(column(n, period - 1, std::iter::once(first).chain(rest)))
+        *slot = prev;
+    }
+    finite_or(ok, &[("value", values)])?;
+    Ok(Series(out))
 }
 
 /// One EMA step, `prev + k·(x − prev)`, computed as `k·x + (1 − k)·prev`: equal to a few

@@ -280,13 +280,21 @@ fn average_true_range(
         let mut atr = (1..=period).fold(0.0, |s, i| s + range(i)) / period as f64;
         ok &= finite_at(period);
         let wilder = Wilder::new(period);
-        let first = finish(atr, close[period]);
-        let rest = (period + 1..n).map(|i| {
-            ok &= finite_at(i);
-            atr = wilder.mean(atr, range(i));
-            finish(atr, close[i])
-        });
-        column(n, period, std::iter::once(first).chain(rest))
+        let mut out = vec![f64::NAN; n];
+        out[period] = finish(atr, close[period]);
+        // A plain loop over zipped slices: the average stays in a register and no index
+        // is bounds-checked.
+        let rows = high[period + 1..]
+            .iter()
+            .zip(&low[period + 1..])
+            .zip(&close[period + 1..])
+            .zip(&close[period..]);
+        for (slot, (((&h, &l), &c), &prev_close)) in out[period + 1..].iter_mut().zip(rows) {
+            ok &= h.is_finite() & l.is_finite() & c.is_finite();
+            atr = wilder.mean(atr, true_range(h, l, prev_close));
+            *slot = finish(atr, c);
+        }
+        Series(out)
     };
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
     Ok(out)

@@ -14,18 +14,17 @@ pub fn obv(candles: &CandleColumns) -> Result<Series, IndicatorError> {
     let mut total = 0.0;
     // `prev` is the close before `c`; the first candle has none and counts as a rise.
     let prev = std::iter::once(f64::NEG_INFINITY).chain(close.iter().copied());
-    let defined = close.iter().zip(volume).zip(prev).map(|((&c, &v), prev)| {
+    let mut out = vec![0.0; close.len()];
+    for (slot, ((&c, &v), prev)) in out.iter_mut().zip(close.iter().zip(volume).zip(prev)) {
         ok &= c.is_finite() & v.is_finite();
-        if c > prev {
-            total += v;
-        } else if c < prev {
-            total -= v;
-        }
-        total
-    });
-    let out = column(close.len(), 0, defined);
+        // Branch-free: the direction of a random walk is a coin toss, which a branch
+        // mispredicts half the time. ±1·v and 0·v add exactly what the branches would.
+        let direction = f64::from(u8::from(c > prev)) - f64::from(u8::from(c < prev));
+        total += direction * v;
+        *slot = total;
+    }
     finite_or(ok, &[("close", close), ("volume", volume)])?;
-    Ok(out)
+    Ok(Series(out))
 }
 
 /// Incremental [`obv`].
