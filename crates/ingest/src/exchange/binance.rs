@@ -9,7 +9,7 @@ use marketd_domain::{Candle, Interval, LatestPrice};
 use serde_json::{Map, Value};
 
 use super::{
-    Parsed, PayloadError, Rejected, check_price, decimal, finish_candles, integer, kind,
+    Parsed, PayloadError, Rejected, candles_from_rows, check_price, decimal, integer, kind,
     parse_json, row_array, time_ms,
 };
 
@@ -31,15 +31,7 @@ pub fn parse_klines(
             )));
         }
     };
-    let mut candidates = Vec::with_capacity(rows.len());
-    let mut rejected = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
-        match kline(row) {
-            Ok(candle) => candidates.push((index, candle)),
-            Err(reason) => rejected.push(Rejected { index, reason }),
-        }
-    }
-    Ok(finish_candles(candidates, interval, now_ms, rejected))
+    Ok(candles_from_rows(&rows, kline, interval, now_ms))
 }
 
 fn kline(row: &Value) -> Result<Candle, String> {

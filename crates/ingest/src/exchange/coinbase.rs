@@ -9,8 +9,7 @@ use marketd_domain::{Candle, Interval};
 use serde_json::Value;
 
 use super::{
-    Parsed, PayloadError, Rejected, decimal, finish_candles, integer, kind, parse_json, row_array,
-    time_ms,
+    Parsed, PayloadError, candles_from_rows, decimal, integer, kind, parse_json, row_array, time_ms,
 };
 
 pub const SOURCE: &str = "coinbase";
@@ -37,15 +36,7 @@ pub fn parse_candles(
             )));
         }
     };
-    let mut candidates = Vec::with_capacity(rows.len());
-    let mut rejected = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
-        match bucket(row) {
-            Ok(candle) => candidates.push((index, candle)),
-            Err(reason) => rejected.push(Rejected { index, reason }),
-        }
-    }
-    Ok(finish_candles(candidates, interval, now_ms, rejected))
+    Ok(candles_from_rows(&rows, bucket, interval, now_ms))
 }
 
 fn bucket(row: &Value) -> Result<Candle, String> {

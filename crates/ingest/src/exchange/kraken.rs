@@ -11,8 +11,7 @@ use marketd_domain::{Candle, Interval};
 use serde_json::Value;
 
 use super::{
-    Parsed, PayloadError, Rejected, decimal, finish_candles, integer, kind, parse_json, row_array,
-    time_ms,
+    Parsed, PayloadError, candles_from_rows, decimal, integer, kind, parse_json, row_array, time_ms,
 };
 
 pub const SOURCE: &str = "kraken";
@@ -79,17 +78,9 @@ pub fn parse_ohlc(body: &[u8], interval: Interval, now_ms: i64) -> Result<Ohlc, 
             kind(&rows)
         )));
     };
-    let mut candidates = Vec::with_capacity(rows.len());
-    let mut rejected = Vec::new();
-    for (index, row) in rows.iter().enumerate() {
-        match entry(row) {
-            Ok(candle) => candidates.push((index, candle)),
-            Err(reason) => rejected.push(Rejected { index, reason }),
-        }
-    }
     Ok(Ohlc {
         pair,
-        candles: finish_candles(candidates, interval, now_ms, rejected),
+        candles: candles_from_rows(&rows, entry, interval, now_ms),
         last,
     })
 }

@@ -119,6 +119,25 @@ pub(crate) fn time_ms(raw: i64, unit_ms: i64, field: &str) -> Result<i64, String
     }
 }
 
+/// Parses every row of a candle array with `parse_row`, keeping each bad row's index and
+/// reason, then applies `finish_candles`.
+pub(crate) fn candles_from_rows(
+    rows: &[Value],
+    parse_row: impl Fn(&Value) -> Result<Candle, String>,
+    interval: Interval,
+    now_ms: i64,
+) -> Parsed<Candle> {
+    let mut candidates = Vec::with_capacity(rows.len());
+    let mut rejected = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        match parse_row(row) {
+            Ok(candle) => candidates.push((index, candle)),
+            Err(reason) => rejected.push(Rejected { index, reason }),
+        }
+    }
+    finish_candles(candidates, interval, now_ms, rejected)
+}
+
 /// The last steps shared by every candle parser: validates each candle against
 /// `interval`, refuses buckets that have not opened yet at `now_ms` (the still-open bucket
 /// is allowed), sorts ascending, and resolves duplicated open times by keeping the row
