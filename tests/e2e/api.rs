@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::helpers::{HOUR, MONDAY, TestApp, both_backends, hourly, seed_btc};
+use crate::helpers::{TestApp, both_backends, hourly, seed_btc};
 
 both_backends!(
     health_and_readiness,
@@ -563,5 +563,4 @@ async fn a_dead_database_degrades_to_503() {
             );
         }
     }
-    let _ = (HOUR, MONDAY);
 }
