@@ -20,6 +20,21 @@ pub enum KeyEnvironment {
 }
 
 impl KeyEnvironment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyEnvironment::Live => "live",
+            KeyEnvironment::Test => "test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "live" => Some(KeyEnvironment::Live),
+            "test" => Some(KeyEnvironment::Test),
+            _ => None,
+        }
+    }
+
     fn tag(self) -> &'static str {
         match self {
             KeyEnvironment::Live => "live_",

@@ -1,6 +1,7 @@
 //! The vocabulary of marketd: what a symbol, an interval and a candle are, and the maths
 //! over them. Nothing here performs I/O, so every rule can be tested exhaustively.
 
+pub mod access;
 pub mod aggregate;
 pub mod api_key;
 pub mod candle;

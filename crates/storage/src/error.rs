@@ -10,6 +10,12 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// A row with this key already exists.
+    #[error("conflict: the row already exists")]
+    Conflict,
+    /// A stored value no longer parses; a defect or a hand-edited database.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     #[error("database URL must start with sqlite:// or postgres://")]
     UnsupportedUrl,
 }
@@ -22,6 +28,11 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &err
+            && db.is_unique_violation()
+        {
+            return StoreError::Conflict;
+        }
         let unavailable = match &err {
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)

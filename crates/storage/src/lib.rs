@@ -4,12 +4,16 @@
 //! suite (`tests/conformance.rs`), which is what keeps them interchangeable.
 
 mod error;
+mod keys;
 mod model;
 mod postgres;
+mod postgres_keys;
 mod read;
 mod sqlite;
+mod sqlite_keys;
 
 pub use error::StoreError;
+pub use keys::KeyStore;
 pub use model::{Asset, SeriesInfo};
 pub use postgres::PgStore;
 pub use read::{BarPage, CandleRange, SourceChoice, read_bars, stream_bars};
@@ -32,7 +36,7 @@ pub enum Backend {
 /// Everything marketd persists. Implementations must behave identically; the
 /// conformance suite is the specification.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: KeyStore {
     fn backend(&self) -> Backend;
 
     /// A cheap round trip, for readiness checks.

@@ -20,7 +20,7 @@ const ROWS_PER_INSERT: usize = 5_000;
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgStore {

@@ -20,7 +20,7 @@ const ROWS_PER_INSERT: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -43,7 +43,7 @@ impl SqliteStore {
 
     /// Begins a write transaction that takes SQLite's write lock up front, so it waits on
     /// the busy timeout instead of failing on a snapshot conflict halfway through.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
