@@ -29,6 +29,26 @@ pub enum ProblemType {
     InvalidRange,
     /// The requested range holds more rows than one response may carry.
     RangeTooLarge,
+    /// The request body is not valid JSON of the documented shape.
+    MalformedBody,
+    /// The request body's media type is not one this endpoint accepts.
+    UnsupportedMediaType,
+    /// An API key (or something shaped like one) was sent in the URL, where proxies and
+    /// logs keep it; send it in `Authorization: Bearer` or `X-API-Key` instead. Rotate it.
+    CredentialsInUrl,
+    /// No API key was sent; see `WWW-Authenticate`.
+    AuthenticationRequired,
+    /// The API key is malformed, unknown, expired or revoked.
+    InvalidCredentials,
+    /// The key is valid but lacks the scope this operation requires.
+    InsufficientScope,
+    /// The key is valid but may not be used from this client address.
+    IpNotAllowed,
+    /// Too many requests; retry after `Retry-After` seconds. `violated-policies` names
+    /// the limits that were exceeded.
+    RateLimited,
+    /// The request conflicts with the resource's current state.
+    Conflict,
     /// No tracked asset has this symbol.
     UnknownSymbol,
     /// No route matches the path.
@@ -46,7 +66,16 @@ impl ProblemType {
         match self {
             ProblemType::MalformedQuery
             | ProblemType::InvalidCursor
-            | ProblemType::InvalidRange => StatusCode::BAD_REQUEST,
+            | ProblemType::InvalidRange
+            | ProblemType::MalformedBody
+            | ProblemType::CredentialsInUrl => StatusCode::BAD_REQUEST,
+            ProblemType::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemType::AuthenticationRequired | ProblemType::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            ProblemType::InsufficientScope | ProblemType::IpNotAllowed => StatusCode::FORBIDDEN,
+            ProblemType::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProblemType::Conflict => StatusCode::CONFLICT,
             ProblemType::ValidationFailed | ProblemType::RangeTooLarge => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -64,6 +93,15 @@ impl ProblemType {
             ProblemType::InvalidCursor => "Invalid cursor",
             ProblemType::InvalidRange => "Invalid range",
             ProblemType::RangeTooLarge => "Range too large",
+            ProblemType::MalformedBody => "Malformed request body",
+            ProblemType::UnsupportedMediaType => "Unsupported media type",
+            ProblemType::CredentialsInUrl => "Credentials in URL",
+            ProblemType::AuthenticationRequired => "Authentication required",
+            ProblemType::InvalidCredentials => "Invalid credentials",
+            ProblemType::InsufficientScope => "Insufficient scope",
+            ProblemType::IpNotAllowed => "Address not allowed",
+            ProblemType::RateLimited => "Too many requests",
+            ProblemType::Conflict => "Conflict",
             ProblemType::UnknownSymbol => "Unknown symbol",
             ProblemType::NotFound => "Not found",
             ProblemType::MethodNotAllowed => "Method not allowed",
@@ -113,6 +151,10 @@ pub struct Problem {
     /// Per-field validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// For `rate_limited`: the names of the policies that were exceeded.
+    #[serde(rename = "violated-policies", skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["minute"]))]
+    pub violated_policies: Option<Vec<String>>,
 }
 
 impl Problem {
@@ -125,6 +167,7 @@ impl Problem {
             instance: String::new(),
             request_id: String::new(),
             errors: None,
+            violated_policies: None,
         }
     }
 
@@ -133,13 +176,16 @@ impl Problem {
     }
 
     /// Renders the problem; the problem middleware re-renders it with request context.
-    pub fn into_response_with(self, extra: Option<(header::HeaderName, HeaderValue)>) -> Response {
+    pub fn into_response_with(
+        self,
+        extra: impl IntoIterator<Item = (header::HeaderName, HeaderValue)>,
+    ) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = (self.status_code(), body).into_response();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Some((name, value)) = extra {
+        for (name, value) in extra {
             response.headers_mut().insert(name, value);
         }
         response.extensions_mut().insert(self);
@@ -167,6 +213,15 @@ pub enum ApiError {
     UnknownSymbol(String),
     #[error("no route matches this path")]
     NotFound,
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("send the body as `application/json`")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller's key lacks a scope the request needs (e.g. to grant it to a new key).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A failure that is neither the client's nor the database's; the cause is logged.
@@ -218,6 +273,13 @@ impl IntoResponse for ApiError {
             ApiError::RangeTooLarge(_) => (Problem::new(ProblemType::RangeTooLarge, detail), None),
             ApiError::UnknownSymbol(_) => (Problem::new(ProblemType::UnknownSymbol, detail), None),
             ApiError::NotFound => (Problem::new(ProblemType::NotFound, detail), None),
+            ApiError::MalformedBody(_) => (Problem::new(ProblemType::MalformedBody, detail), None),
+            ApiError::UnsupportedMediaType => (
+                Problem::new(ProblemType::UnsupportedMediaType, detail),
+                None,
+            ),
+            ApiError::Conflict(_) => (Problem::new(ProblemType::Conflict, detail), None),
+            ApiError::Forbidden(_) => (Problem::new(ProblemType::InsufficientScope, detail), None),
             ApiError::Store(err) if err.is_unavailable() => {
                 tracing::warn!(error = %err, "database unavailable");
                 (

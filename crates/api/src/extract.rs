@@ -1,6 +1,7 @@
 //! Extractors whose rejections are problem documents, not axum's plain-text defaults.
 
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use validator::{Validate, ValidationErrors};
@@ -77,5 +78,53 @@ where
             .map_err(|rejection| {
                 ApiError::MalformedQuery(format!("path: {}", rejection.body_text()))
             })
+    }
+}
+
+/// A JSON body deserialised into `T` and checked with `validator`: 415 when it is not
+/// `application/json`, 400 `malformed_body` naming the bad field, 422 for rule violations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned + Validate,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime::Mime>().ok())
+            .is_some_and(|m| {
+                m.type_() == mime::APPLICATION
+                    && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::MalformedBody(rejection.body_text()))?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner().to_string();
+            if path == "." || path.is_empty() {
+                ApiError::MalformedBody(format!("body: {inner}"))
+            } else {
+                ApiError::MalformedBody(format!("body field `{path}`: {inner}"))
+            }
+        })?;
+        deserializer
+            .end()
+            .map_err(|e| ApiError::MalformedBody(format!("body: {e}")))?;
+        value
+            .validate()
+            .map_err(|errors| ApiError::Validation(field_errors(&errors)))?;
+        Ok(ApiJson(value))
     }
 }

@@ -1,7 +1,10 @@
 //! marketd's HTTP API: routes, extractors, middleware and the OpenAPI document.
 
+pub mod alerts;
+pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod limiter;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
@@ -9,8 +12,10 @@ pub mod state;
 pub mod wire;
 
 use axum::Router;
-use axum::middleware::from_fn;
+use axum::http::header;
+use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,7 +25,9 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, Problem, ProblemType};
 pub use state::AppState;
 
-use routes::{assets, health, ohlcv, prices};
+use middleware::auth::X_API_KEY;
+
+use routes::{assets, audit, health, keys, ohlcv, prices};
 
 /// Every route with its OpenAPI description. Routes are registered here only, through
 /// `routes!`, so a handler without a spec cannot be served.
@@ -33,27 +40,51 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(prices::prices_list))
         .routes(routes!(ohlcv::ohlcv_get))
         .routes(routes!(routes::indicators::indicators_get))
+        .routes(routes!(keys::keys_create, keys::keys_list))
+        .routes(routes!(keys::keys_get, keys::keys_revoke))
+        .routes(routes!(keys::keys_rotate))
+        .routes(routes!(keys::keys_self))
+        .routes(routes!(audit::audit_list))
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and committed in `openapi/`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut doc = api_router().split_for_parts().1;
+    openapi::document_auth_responses(&mut doc);
+    doc
 }
 
 /// The complete application: routes, docs and the middleware stack.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, _) = api_router().split_for_parts();
+    // Route layers run after routing, so they know the route template and its required
+    // scope; the last added runs first: authenticate, then rate-limit the key.
     let router = router
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit::rate_limit,
+        ))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            middleware::auth::authenticate,
+        ))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(|| async { ApiError::NotFound })
-        .with_state(state);
-    // Outermost first. The request id comes before everything so every later layer, log
-    // line and problem document can carry it; problem rendering sits inside it so it can
-    // read the id, and outside the router so it also sees axum's own 404/405 responses.
+        .with_state(state.clone());
+    // Outermost first. Credentials are marked sensitive before anything can log them;
+    // the request id comes next so every later layer, log line and problem can carry it;
+    // problem rendering sits inside it (and outside the router, to also see axum's own
+    // 404/405); a key in the URL is refused before the trace layer records the URL.
     router.layer(
         ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                X_API_KEY,
+            ]))
             .layer(from_fn(middleware::request_id::request_id))
-            .layer(TraceLayer::new_for_http())
-            .layer(from_fn(middleware::problem::problem_details)),
+            .layer(from_fn(middleware::problem::problem_details))
+            .layer(from_fn(middleware::credentials::refuse_credentials_in_url))
+            .layer(from_fn_with_state(state, middleware::client_ip::client_ip))
+            .layer(TraceLayer::new_for_http()),
     )
 }

@@ -1,7 +1,9 @@
 //! The base OpenAPI document: info, tags and security schemes. Paths are added by the
 //! routers themselves (utoipa-axum), so no route can exist without its description.
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 #[derive(Debug, OpenApi)]
@@ -12,13 +14,16 @@ use utoipa::{Modify, OpenApi};
             validated and documented. Errors are RFC 9457 problem documents whose `type` \
             is a stable code. Timestamps are RFC 3339 UTC; inputs also accept Unix \
             milliseconds. Lists are cursor-paginated: follow `next_cursor` or the `Link: \
-            rel=\"next\"` header.",
+            rel=\"next\"` header. Every /v1 operation needs an API key with the scope \
+            it names, sent as `Authorization: Bearer <key>` or `X-API-Key`; never in the \
+            URL. Authenticated responses carry `RateLimit-Policy` and `RateLimit` headers.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     tags(
         (name = "assets", description = "Tracked assets and the data stored for them"),
         (name = "prices", description = "Latest prices with 24-hour statistics"),
         (name = "ohlcv", description = "Candles at any supported interval"),
+        (name = "keys", description = "API keys and the audit log"),
         (name = "ops", description = "Health and readiness probes"),
     ),
     modifiers(&SecuritySchemes)
@@ -47,5 +52,57 @@ impl Modify for SecuritySchemes {
                 "The same API key sent in the `X-API-Key` header.",
             ))),
         );
+    }
+}
+
+/// Adds the answers every secured operation can give (401, 403, 429) to each operation
+/// that declares security, so they are documented once and never forgotten.
+pub fn document_auth_responses(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                add_auth_responses(operation);
+            }
+        }
+    }
+}
+
+fn add_auth_responses(operation: &mut Operation) {
+    let answers = [
+        (
+            "401",
+            "No API key, or a malformed, unknown, expired or revoked one (`WWW-Authenticate` says which kind)",
+        ),
+        (
+            "403",
+            "The key lacks the required scope, or may not be used from this address",
+        ),
+        (
+            "429",
+            "Rate limited: this key's quota, or too many failed authentications from this address; see `Retry-After`",
+        ),
+    ];
+    for (status, description) in answers {
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content(
+                crate::error::PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert(RefOr::T(response));
     }
 }

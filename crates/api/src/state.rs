@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use marketd_storage::Store;
 
+use crate::auth::Auth;
+
 /// Milliseconds since the Unix epoch; injectable so tests can fix "now".
 pub type Clock = fn() -> i64;
 
@@ -13,19 +15,21 @@ pub fn system_clock() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// What handlers need: the store and a clock.
+/// What handlers need: the store, the key machinery and a clock.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub auth: Arc<Auth>,
     pub clock: Clock,
     /// A latest price older than this is reported with `stale: true`.
     pub stale_after_ms: i64,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, auth: Arc<Auth>) -> Self {
         Self {
             store,
+            auth,
             clock: system_clock,
             stale_after_ms: 120_000,
         }

@@ -155,6 +155,14 @@ pub fn random_base62(len: usize, mut random_byte: impl FnMut() -> u8) -> String 
     out
 }
 
+/// The full key for an id and a secret, checksum appended. Callers are responsible for
+/// both being base62 of the right lengths; `parse` checks the result.
+pub fn compose(environment: KeyEnvironment, id: &str, secret: &str) -> String {
+    let body = format!("{PREFIX}{}{id}_{secret}", environment.tag());
+    let sum = checksum(&body);
+    format!("{body}{}", std::str::from_utf8(&sum).unwrap_or_default())
+}
+
 /// A new key id (public) and the full key string (shown once, never stored).
 pub fn generate(
     environment: KeyEnvironment,
@@ -162,9 +170,7 @@ pub fn generate(
 ) -> (String, String) {
     let id = random_base62(ID_LEN, &mut random_byte);
     let secret = random_base62(SECRET_LEN, &mut random_byte);
-    let body = format!("{PREFIX}{}{id}_{secret}", environment.tag());
-    let sum = checksum(&body);
-    let key = format!("{body}{}", std::str::from_utf8(&sum).unwrap_or_default());
+    let key = compose(environment, &id, &secret);
     (id, key)
 }
 

@@ -103,6 +103,7 @@ fn asset_out(asset: Asset, series: &[SeriesInfo]) -> AssetOut {
 /// Every asset marketd tracks, ordered by symbol, with the intervals it can serve.
 /// Requires scope `prices:read`.
 #[utoipa::path(get, path = "/v1/assets", tag = "assets", operation_id = "assets_list",
+    security(("bearer" = ["prices:read"]), ("api_key" = ["prices:read"])),
     params(AssetListQuery),
     responses(
         (status = 200, description = "A page of assets", body = AssetList,
@@ -161,6 +162,7 @@ pub async fn assets_list(
 /// The asset with its stored series and servable intervals. The symbol is
 /// case-insensitive. Requires scope `prices:read`.
 #[utoipa::path(get, path = "/v1/assets/{symbol}", tag = "assets", operation_id = "assets_get",
+    security(("bearer" = ["prices:read"]), ("api_key" = ["prices:read"])),
     params(("symbol" = String, Path, description = "Asset symbol, e.g. `BTC`", pattern = "^[A-Za-z0-9]{1,15}$")),
     responses(
         (status = 200, description = "The asset", body = DataEnvelope<AssetOut>),

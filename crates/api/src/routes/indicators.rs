@@ -495,6 +495,7 @@ fn first_bucket(
 /// first stored candle, so its cost grows with the stored history. Requires scope
 /// `signals:read`.
 #[utoipa::path(get, path = "/v1/indicators/{symbol}", tag = "indicators", operation_id = "indicators_get",
+    security(("bearer" = ["signals:read"]), ("api_key" = ["signals:read"])),
     params(
         ("symbol" = String, Path, description = "Asset symbol, e.g. `BTC`", pattern = "^[A-Za-z0-9]{1,15}$"),
         IndicatorsParam,

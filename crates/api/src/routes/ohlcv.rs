@@ -239,6 +239,7 @@ fn candle_out(bar: Bar, step: i64, now: i64) -> CandleOut {
 /// `Accept: application/x-ndjson` the whole window (up to 1,000,000 candles) is streamed
 /// instead. Requires scope `prices:read`.
 #[utoipa::path(get, path = "/v1/ohlcv/{symbol}", tag = "ohlcv", operation_id = "ohlcv_get",
+    security(("bearer" = ["prices:read"]), ("api_key" = ["prices:read"])),
     params(
         ("symbol" = String, Path, description = "Asset symbol, e.g. `BTC`", pattern = "^[A-Za-z0-9]{1,15}$"),
         OhlcvQuery,

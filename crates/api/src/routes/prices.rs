@@ -119,6 +119,7 @@ fn requested_symbols(raw: &str) -> Result<Vec<String>, ApiError> {
 /// rather than failing the request. When a price is older than its freshness bound it is
 /// still returned, flagged `stale`. Requires scope `prices:read`.
 #[utoipa::path(get, path = "/v1/prices", tag = "prices", operation_id = "prices_list",
+    security(("bearer" = ["prices:read"]), ("api_key" = ["prices:read"])),
     params(PricesQuery),
     responses(
         (status = 200, description = "Latest prices", body = PricesResponse),
