@@ -17,6 +17,11 @@ fi
 
 cargo build --quiet -p marketd
 workdir="$(mktemp -d)"
+# A key with every scope and a quota the fuzzer cannot exhaust; schemathesis also checks
+# that each operation refuses requests without it.
+key="$(MARKETD_DATABASE_URL="sqlite://$workdir/fuzz.db" ./target/debug/marketd keys create \
+  --name fuzz --scopes prices:read,signals:read,backtests:run,alerts:write,ingest:write,keys:admin \
+  --rate-limit 100000 2>/dev/null)"
 ./target/debug/marketd serve --listen "127.0.0.1:$port" \
   --database-url "sqlite://$workdir/fuzz.db" --demo >"$workdir/marketd.log" 2>&1 &
 server=$!
@@ -30,4 +35,5 @@ for _ in $(seq 1 300); do
 done
 
 "$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
-  --checks all --max-examples "$examples" --request-timeout 30 --no-color
+  --checks all --max-examples "$examples" --request-timeout 30 --no-color \
+  --header "Authorization: Bearer $key"

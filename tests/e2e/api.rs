@@ -533,7 +533,19 @@ async fn a_dead_database_degrades_to_503() {
     let store = marketd_storage::connect("postgres://postgres@127.0.0.1:1/none", &options)
         .await
         .unwrap();
-    let app = marketd_api::app(marketd_api::AppState::new(Arc::clone(&store)));
+    let pepper = marketd_api::auth::Pepper::parse(crate::helpers::TEST_PEPPER).unwrap();
+    let auth = marketd_api::auth::Auth::new(
+        Arc::clone(&store),
+        marketd_api::auth::AuthConfig::new(pepper),
+    )
+    .unwrap();
+    let app = marketd_api::app(marketd_api::AppState::new(
+        Arc::clone(&store),
+        Arc::new(auth),
+    ));
+    // A key of the right shape: checking it needs the database, which is gone.
+    let (_, well_formed_key) =
+        marketd_domain::api_key::generate(marketd_domain::api_key::KeyEnvironment::Test, || 7);
     for (path, expected) in [
         ("/healthz", 200),
         ("/readyz", 503),
@@ -542,7 +554,12 @@ async fn a_dead_database_degrades_to_503() {
     ] {
         let response = app
             .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(path)
+                    .header("x-api-key", &well_formed_key)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), expected, "{path}");

@@ -237,6 +237,34 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Issues a key with `marketd keys create`; the key is the whole of standard output.
+fn create_key(db: &TestDb, scopes: &str) -> String {
+    let out = marketd(
+        db,
+        &["keys", "create", "--name", "cli test", "--scopes", scopes],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
+    assert!(key.starts_with("mkd_live_"), "stdout holds the key alone");
+    // Standard error holds log lines, then the key's details as pretty JSON.
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    let details_start = stderr.find("{\n").unwrap();
+    let details: serde_json::Value = serde_json::from_str(&stderr[details_start..]).unwrap();
+    assert_eq!(
+        details["scopes"],
+        serde_json::json!(scopes.split(',').collect::<Vec<_>>())
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&key),
+        "details never repeat the key"
+    );
+    key
+}
+
 /// A server process, killed if the test ends without stopping it.
 struct Server {
     child: Child,
@@ -297,6 +325,7 @@ fn streams_in_bounded_memory_and_drains_on_sigterm() {
     runtime.block_on(seed_minutes(&db, ROWS));
     drop(runtime);
 
+    let key = create_key(&db, "prices:read");
     let mut server = serve(&db);
     let url = format!(
         "{}/v1/ohlcv/BTC?interval=1m&start=2024-01-01T00:00:00Z&end=2025-01-01T00:00:00Z",
@@ -304,7 +333,7 @@ fn streams_in_bounded_memory_and_drains_on_sigterm() {
     );
     let before = peak_rss_kib(server.child.id());
     let mut text = String::new();
-    get_csv(&url).read_to_string(&mut text).unwrap();
+    get_csv(&url, &key).read_to_string(&mut text).unwrap();
     let payload_kib = text.len() as u64 / 1024;
     assert_eq!(text.lines().count() as i64, ROWS + 1);
     let growth = peak_rss_kib(server.child.id()).saturating_sub(before);
@@ -314,7 +343,7 @@ fn streams_in_bounded_memory_and_drains_on_sigterm() {
     );
 
     // SIGTERM while a stream is in flight: it completes, then the process exits 0.
-    let mut reader = get_csv(&url);
+    let mut reader = get_csv(&url, &key);
     let mut first = [0u8; 4096];
     reader.read_exact(&mut first).unwrap();
     let sent = Command::new("kill")
@@ -373,7 +402,7 @@ async fn seed_minutes(db: &TestDb, rows: i64) {
 
 /// A blocking GET with `Accept: text/csv` over a plain TCP socket, returning the body
 /// reader (chunked transfer decoded).
-fn get_csv(url: &str) -> Box<dyn Read + Send> {
+fn get_csv(url: &str, key: &str) -> Box<dyn Read + Send> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -383,6 +412,7 @@ fn get_csv(url: &str) -> Box<dyn Read + Send> {
             reqwest::Client::new()
                 .get(url)
                 .header("accept", "text/csv")
+                .header("x-api-key", key)
                 .send(),
         )
         .unwrap();

@@ -13,9 +13,17 @@ use marketd_testkit::{Kind, TestDb};
 pub const MONDAY: i64 = 1_704_067_200_000;
 pub const HOUR: i64 = 3_600_000;
 
+/// The pepper every test server uses, so tests need no environment variable.
+pub const TEST_PEPPER: &str = "1:test-pepper-test-pepper-test-pepper-0123";
+
 pub struct TestApp {
     pub base: String,
+    /// Sends `admin_key` (every scope) with each request.
     pub client: reqwest::Client,
+    /// Sends no credentials.
+    pub anon: reqwest::Client,
+    pub admin_key: String,
+    pub auth: Arc<marketd_api::auth::Auth>,
     pub store: Arc<dyn Store>,
     _db: TestDb,
     running: Option<Running>,
@@ -47,18 +55,85 @@ pub fn config(url: &str) -> Config {
         shutdown_timeout: Duration::from_secs(5),
         max_connections: 4,
         log_format: LogFormat::Text,
+        trusted_proxies: Default::default(),
+        security_webhook: None,
+        key_pepper: Some(marketd_api::auth::Pepper::parse(TEST_PEPPER).unwrap()),
     }
+}
+
+/// Issues a key straight through the keyring (no HTTP), returning the full key.
+pub async fn issue_key(
+    auth: &marketd_api::auth::Auth,
+    name: &str,
+    scopes: &[marketd_domain::access::Scope],
+    configure: impl FnOnce(&mut marketd_api::auth::NewKey),
+) -> String {
+    issue_with(&auth.keyring, name, scopes, configure).await
+}
+
+pub async fn issue_with(
+    keyring: &marketd_api::auth::Keyring,
+    name: &str,
+    scopes: &[marketd_domain::access::Scope],
+    configure: impl FnOnce(&mut marketd_api::auth::NewKey),
+) -> String {
+    let mut spec = marketd_api::auth::NewKey {
+        name: name.to_owned(),
+        environment: marketd_domain::api_key::KeyEnvironment::Test,
+        scopes: scopes.iter().copied().collect(),
+        allowed_cidrs: vec![],
+        expires_at: None,
+        rate_limit_per_minute: 100_000,
+    };
+    configure(&mut spec);
+    keyring
+        .issue(&spec, None, marketd_api::state::system_clock())
+        .await
+        .unwrap()
+        .key
+}
+
+pub fn bearer_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).unwrap();
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Starts marketd on a fresh database of `kind`; `None` when that backend is not
 /// available on this machine (the skip is announced once).
 pub async fn spawn_app(kind: Kind) -> Option<TestApp> {
     let db = TestDb::new(kind).await?;
-    let running = start(&config(&db.url)).await.unwrap();
+    spawn_app_on(db, config).await
+}
+
+/// Starts marketd on `db` with a configuration `adjust` may change.
+pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&str) -> Config) -> Option<TestApp> {
+    // Issuing the admin key before start-up also keeps start-up from printing a
+    // first-start key.
     let store = connect(&db.url, &ConnectOptions::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let pepper = marketd_api::auth::Pepper::parse(TEST_PEPPER).unwrap();
+    let keyring = marketd_api::auth::Keyring::new(Arc::clone(&store), pepper);
+    let admin_key = issue_with(
+        &keyring,
+        "test admin",
+        &marketd_domain::access::Scope::ALL,
+        |_| {},
+    )
+    .await;
+    let running = start(&adjust(&db.url)).await.unwrap();
+    let auth = Arc::clone(&running.auth);
     Some(TestApp {
         base: format!("http://{}", running.addr),
-        client: reqwest::Client::new(),
+        client: bearer_client(&admin_key),
+        anon: reqwest::Client::new(),
+        admin_key,
+        auth,
         store,
         _db: db,
         running: Some(running),

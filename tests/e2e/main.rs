@@ -7,7 +7,9 @@
 )]
 
 mod api;
+mod auth;
 mod cli;
 mod helpers;
 mod indicators;
 mod openapi;
+mod secrets;

@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `import`, `openapi`, `config check`.
+//! The command line: `serve` (the default), `migrate`, `import`, `keys`, `openapi`,
+//! `config check`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -50,6 +51,11 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage API keys directly in the database.
+    Keys {
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -153,6 +159,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
+        Some(Command::Keys { command }) => {
+            let config = Config::load(&common, &serve)?;
+            init_tracing(config.log_format);
+            let pepper = crate::pepper::load(config.key_pepper.as_ref(), &config.database_url)?;
+            let store = crate::server::open_store(&config).await?;
+            let keyring = marketd_api::auth::Keyring::new(std::sync::Arc::clone(&store), pepper);
+            let result = crate::keys::run(&keyring, command).await;
+            store.close().await;
+            result
+        }
         Some(Command::Openapi) => {
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", openapi_json())?;
@@ -176,6 +192,8 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
         no_demo: inner.no_demo || (outer.no_demo && !inner.demo),
         shutdown_timeout_secs: inner.shutdown_timeout_secs.or(outer.shutdown_timeout_secs),
         max_connections: inner.max_connections.or(outer.max_connections),
+        trusted_proxies: inner.trusted_proxies.or(outer.trusted_proxies),
+        security_webhook_url: inner.security_webhook_url.or(outer.security_webhook_url),
     }
 }
 

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use marketd_api::alerts::{WebhookConfig, WebhookSecret};
+use marketd_api::auth::{Pepper, TrustedProxies};
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -37,6 +39,10 @@ pub struct FileConfig {
     /// Largest database pool.
     pub max_connections: Option<u32>,
     pub log_format: Option<LogFormat>,
+    /// CIDRs of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<String>,
+    /// Where security alerts are POSTed (Standard Webhooks).
+    pub security_webhook_url: Option<String>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -71,6 +77,12 @@ pub struct ServeOverrides {
     /// Largest database pool [default: 16]
     #[arg(long, env = "MARKETD_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
+    /// Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed [default: none]
+    #[arg(long, env = "MARKETD_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// URL security alerts are POSTed to, signed with MARKETD_SECURITY_WEBHOOK_SECRET
+    #[arg(long, env = "MARKETD_SECURITY_WEBHOOK_URL")]
+    pub security_webhook_url: Option<String>,
 }
 
 /// The effective configuration.
@@ -82,7 +94,16 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub max_connections: u32,
     pub log_format: LogFormat,
+    pub trusted_proxies: TrustedProxies,
+    pub security_webhook: Option<WebhookConfig>,
+    /// From `MARKETD_KEY_PEPPER` only: a secret never comes from a flag (process lists
+    /// show flags) or a config file (files get committed).
+    pub key_pepper: Option<Pepper>,
 }
+
+/// The environment variable holding the webhook signing secret (`whsec_…`); never a
+/// flag or file setting, so it does not show in process lists or configs.
+pub const WEBHOOK_SECRET_ENV: &str = "MARKETD_SECURITY_WEBHOOK_SECRET";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -104,6 +125,12 @@ pub enum ConfigError {
     MaxConnections,
     #[error("shutdown_timeout_secs: must be between 0 and 3600")]
     ShutdownTimeout,
+    #[error("trusted_proxies: {0}")]
+    TrustedProxies(String),
+    #[error("security_webhook_url: {0}")]
+    WebhookUrl(String),
+    #[error("MARKETD_KEY_PEPPER: {0}")]
+    KeyPepper(marketd_api::auth::PepperError),
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -161,7 +188,31 @@ impl Config {
         if shutdown_secs > 3600 {
             return Err(ConfigError::ShutdownTimeout);
         }
+        let trusted_proxies = TrustedProxies::parse(
+            serve
+                .trusted_proxies
+                .as_deref()
+                .or(file.trusted_proxies.as_deref())
+                .unwrap_or_default(),
+        )
+        .map_err(ConfigError::TrustedProxies)?;
+        let security_webhook = match serve
+            .security_webhook_url
+            .clone()
+            .or(file.security_webhook_url)
+            .filter(|u| !u.trim().is_empty())
+        {
+            None => None,
+            Some(url) => Some(webhook(&url)?),
+        };
+        let key_pepper = match std::env::var(crate::pepper::PEPPER_ENV) {
+            Ok(spec) => Some(Pepper::parse(&spec).map_err(ConfigError::KeyPepper)?),
+            Err(_) => None,
+        };
         Ok(Self {
+            key_pepper,
+            trusted_proxies,
+            security_webhook,
             listen,
             database_url,
             demo,
@@ -177,7 +228,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\n",
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\n",
             self.listen,
             mask_url(&self.database_url),
             self.demo,
@@ -187,9 +238,33 @@ impl Config {
                 LogFormat::Auto => "auto",
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
-            }
+            },
+            self.trusted_proxies,
+            if self.security_webhook.is_some() {
+                "\"configured\""
+            } else {
+                "\"none\""
+            },
+            if self.key_pepper.is_some() {
+                "from MARKETD_KEY_PEPPER"
+            } else {
+                "generated file beside a SQLite database"
+            },
         )
     }
+}
+
+fn webhook(url: &str) -> Result<WebhookConfig, ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| ConfigError::WebhookUrl("must be an http(s) URL".into()))?;
+    let secret = std::env::var(WEBHOOK_SECRET_ENV).map_err(|_| {
+        ConfigError::WebhookUrl(format!("{WEBHOOK_SECRET_ENV} must be set to sign alerts"))
+    })?;
+    let secret = WebhookSecret::parse(&secret)
+        .map_err(|e| ConfigError::WebhookUrl(format!("{WEBHOOK_SECRET_ENV}: {e}")))?;
+    Ok(WebhookConfig::new(parsed, secret))
 }
 
 /// Replaces the password of a URL's user-info with `****`.

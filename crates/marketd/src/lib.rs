@@ -4,4 +4,6 @@
 pub mod cli;
 pub mod config;
 pub mod import;
+pub mod keys;
+pub mod pepper;
 pub mod server;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use marketd_api::AppState;
+use marketd_api::auth::{Auth, AuthConfig};
 use marketd_ingest::demo::{self, DemoOptions};
 use marketd_storage::{ConnectOptions, Store, connect};
 use tokio::net::TcpListener;
@@ -46,6 +47,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 pub struct Running {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
+    /// The key machinery, so an embedding program (or a test) can issue keys.
+    pub auth: Arc<Auth>,
     pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -80,7 +83,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = marketd_api::app(AppState::new(Arc::clone(&store)));
+    let pepper = crate::pepper::load(config.key_pepper.as_ref(), &config.database_url)?;
+    let mut auth_config = AuthConfig::new(pepper);
+    auth_config.trusted_proxies = config.trusted_proxies.clone();
+    auth_config.webhook = config.security_webhook.clone();
+    let auth = Arc::new(Auth::new(Arc::clone(&store), auth_config).map_err(anyhow::Error::msg)?);
+    crate::keys::bootstrap(&auth, config.demo)
+        .await
+        .context("issuing start-up keys")?;
+    background.push(tokio::spawn(
+        Arc::clone(&auth).maintain(marketd_api::state::system_clock, shutdown.clone()),
+    ));
+    let app = marketd_api::app(AppState::new(Arc::clone(&store), Arc::clone(&auth)));
     let grace = config.shutdown_timeout;
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
@@ -108,6 +122,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     Ok(Running {
         addr,
         shutdown,
+        auth,
         handle,
     })
 }
