@@ -57,6 +57,7 @@ pub fn config(url: &str) -> Config {
         log_format: LogFormat::Text,
         trusted_proxies: Default::default(),
         security_webhook: None,
+        auth_failures_per_minute: 10,
         key_pepper: Some(marketd_api::auth::Pepper::parse(TEST_PEPPER).unwrap()),
     }
 }

@@ -145,8 +145,8 @@ peak_rss_mib() {
 # bench NAME URL; prints "rps|p50|p99|non2xx|socket_errors" and keeps the raw output.
 bench() {
   local name="$1" url="$2" out="$RAW_DIR/wrk-$1.txt"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -H "Authorization: Bearer $API_KEY" "$url" >/dev/null
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer $API_KEY" "$url" >"$out"
   local rps p50 p99 non2xx errs
   rps="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
   p50="$(awk '$1 == "50%" { print $2 }' "$out")"
@@ -163,7 +163,7 @@ OHLCV_PATH="/v1/ohlcv/BTC?interval=1h&limit=500&start=$START_TS"
 
 check_ohlcv_page() {
   local port="$1" body="$TMP/ohlcv.json" code n
-  code="$(curl -sS -o "$body" -w '%{http_code}' "http://127.0.0.1:$port$OHLCV_PATH")"
+  code="$(curl -sS -H "Authorization: Bearer $API_KEY" -o "$body" -w '%{http_code}' "http://127.0.0.1:$port$OHLCV_PATH")"
   [[ "$code" == "200" ]] || { cat "$body" >&2; die "ohlcv check: HTTP $code"; }
   n="$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["data"]))' "$body")"
   [[ "$n" == "500" ]] || die "ohlcv check: expected 500 candles, got $n"
@@ -172,12 +172,16 @@ check_ohlcv_page() {
 
 check_prices() {
   local port="$1" code
-  code="$(curl -sS -o "$TMP/prices.json" -w '%{http_code}' "http://127.0.0.1:$port$PRICES_PATH")"
+  code="$(curl -sS -H "Authorization: Bearer $API_KEY" -o "$TMP/prices.json" -w '%{http_code}' "http://127.0.0.1:$port$PRICES_PATH")"
   [[ "$code" == "200" ]] || { cat "$TMP/prices.json" >&2; die "prices check: HTTP $code"; }
   PRICES_BYTES="$(stat -c %s "$TMP/prices.json")"
 }
 
 # ---------------------------------------------------------------------------- backends
+
+# Every /v1 route needs a key; Postgres needs a pepper to hash it.
+export MARKETD_KEY_PEPPER="${MARKETD_KEY_PEPPER:-1:$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')}"
+API_KEY=""
 
 ROWS=()
 NOTES=()
@@ -194,6 +198,8 @@ run_backend() {
   log "$name: first start ${first} ms; stopped in ${STOP_MS} ms (exit $STOP_RC)"
   NOTES+=("$name first run: SIGTERM -> exit in ${STOP_MS} ms, exit code $STOP_RC")
 
+  API_KEY="$("$BIN" keys create --database-url "$url" --name load --scopes prices:read \
+    --rate-limit 10000000 2>/dev/null)" || die "$name: could not create a key"
   log "$name: second start (existing database)"
   start_server "$name" "$port" "$url" "$@"
   second="$STARTUP_MS"

@@ -194,6 +194,9 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
         max_connections: inner.max_connections.or(outer.max_connections),
         trusted_proxies: inner.trusted_proxies.or(outer.trusted_proxies),
         security_webhook_url: inner.security_webhook_url.or(outer.security_webhook_url),
+        auth_failures_per_minute: inner
+            .auth_failures_per_minute
+            .or(outer.auth_failures_per_minute),
     }
 }
 

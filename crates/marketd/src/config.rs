@@ -83,6 +83,9 @@ pub struct ServeOverrides {
     /// URL security alerts are POSTed to, signed with MARKETD_SECURITY_WEBHOOK_SECRET
     #[arg(long, env = "MARKETD_SECURITY_WEBHOOK_URL")]
     pub security_webhook_url: Option<String>,
+    /// Failed authentications one client address may make per minute before 429s [default: 10]
+    #[arg(long, env = "MARKETD_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 /// The effective configuration.
@@ -99,6 +102,7 @@ pub struct Config {
     /// From `MARKETD_KEY_PEPPER` only: a secret never comes from a flag (process lists
     /// show flags) or a config file (files get committed).
     pub key_pepper: Option<Pepper>,
+    pub auth_failures_per_minute: u32,
 }
 
 /// The environment variable holding the webhook signing secret (`whsec_…`); never a
@@ -129,6 +133,8 @@ pub enum ConfigError {
     TrustedProxies(String),
     #[error("security_webhook_url: {0}")]
     WebhookUrl(String),
+    #[error("auth_failures_per_minute: must be at least 1")]
+    AuthFailures,
     #[error("MARKETD_KEY_PEPPER: {0}")]
     KeyPepper(marketd_api::auth::PepperError),
 }
@@ -209,7 +215,12 @@ impl Config {
             Ok(spec) => Some(Pepper::parse(&spec).map_err(ConfigError::KeyPepper)?),
             Err(_) => None,
         };
+        let auth_failures_per_minute = serve.auth_failures_per_minute.unwrap_or(10);
+        if auth_failures_per_minute == 0 {
+            return Err(ConfigError::AuthFailures);
+        }
         Ok(Self {
+            auth_failures_per_minute,
             key_pepper,
             trusted_proxies,
             security_webhook,

@@ -158,8 +158,8 @@ pub async fn run(keyring: &Keyring, command: KeysCommand) -> anyhow::Result<()> 
             if body.scopes.is_empty() {
                 bail!("--scopes: name at least one scope");
             }
-            if rate_limit.is_some_and(|r| !(1..=100_000).contains(&r)) {
-                bail!("--rate-limit: must be between 1 and 100000");
+            if rate_limit.is_some_and(|r| !(1..=10_000_000).contains(&r)) {
+                bail!("--rate-limit: must be between 1 and 10000000");
             }
             let spec = key_spec(&body, now_ms()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let issued = keyring.issue(&spec, None, now_ms()).await?;

@@ -87,6 +87,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let mut auth_config = AuthConfig::new(pepper);
     auth_config.trusted_proxies = config.trusted_proxies.clone();
     auth_config.webhook = config.security_webhook.clone();
+    auth_config.failures_per_minute = config.auth_failures_per_minute;
     let auth = Arc::new(Auth::new(Arc::clone(&store), auth_config).map_err(anyhow::Error::msg)?);
     crate::keys::bootstrap(&auth, config.demo)
         .await

@@ -102,9 +102,6 @@ pub async fn authenticate(
         }
         Err(()) => return failed(&state, ip, &AuthFailure::Malformed, now),
     };
-    if let Some(retry_after) = auth.failures.blocked(ip) {
-        return too_many_failures(retry_after);
-    }
     let key = match auth.keyring.authenticate(presented, now).await {
         Ok(key) => key,
         Err(Ok(failure)) => return failed(&state, ip, &failure, now),
@@ -169,7 +166,10 @@ fn failed(state: &AppState, ip: IpAddr, failure: &AuthFailure, now: i64) -> Resp
             Some(alert.kind.as_str()),
         );
     }
-    if let Some(retry_after) = auth.failures.record_failure(ip) {
+    // A blocked address still gets through with a valid key: the block stops guessing,
+    // not a legitimate client sharing the address.
+    let blocked = auth.failures.blocked(ip);
+    if let Some(retry_after) = auth.failures.record_failure(ip).or(blocked) {
         return too_many_failures(retry_after);
     }
     // Only a caller who proved the secret learns that the key expired or was revoked.

@@ -159,9 +159,9 @@ pub struct CreateKey {
     /// Alternatively, a lifetime such as `90d`, `12h`, `30m` (at most 3650 days).
     #[schema(example = "90d")]
     pub expires_in: Option<String>,
-    /// Requests per minute, 1 to 100000 (default 600).
-    #[validate(range(min = 1, max = 100_000, message = "must be between 1 and 100000"))]
-    #[schema(minimum = 1, maximum = 100_000)]
+    /// Requests per minute, 1 to 10000000 (default 600).
+    #[validate(range(min = 1, max = 10_000_000, message = "must be between 1 and 10000000"))]
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub rate_limit_per_minute: Option<u32>,
     /// `live` (default) or `test`.
     #[schema(value_type = Option<EnvironmentName>, example = "live")]
