@@ -580,4 +580,20 @@ async fn a_dead_database_degrades_to_503() {
             );
         }
     }
+    // A mistyped key fails its checksum before any lookup: 401, not 503, with the
+    // database gone.
+    let mut typo = well_formed_key.clone();
+    let last = typo.pop().unwrap();
+    typo.push(if last == 'a' { 'b' } else { 'a' });
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/v1/prices")
+                .header("x-api-key", &typo)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
 }

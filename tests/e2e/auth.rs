@@ -691,3 +691,184 @@ async fn revocation_reaches_every_replica() {
     a.stop().await;
     let _ = Arc::clone(&b_running.auth);
 }
+
+/// A key used from outside its allowlist raises a security alert: logged, audited and
+/// POSTed to the webhook with a Standard Webhooks signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_alerts_reach_the_webhook_signed() {
+    use axum::http::HeaderMap;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(HeaderMap, String)>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let secret_bytes = b"webhook-secret-for-tests-0123456";
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(secret_bytes)
+    );
+    let app = spawn_app_on(TestDb::sqlite(), |url| {
+        let mut c = config(url);
+        c.security_webhook = Some(marketd_api::alerts::WebhookConfig::new(
+            hook.parse().unwrap(),
+            marketd_api::alerts::WebhookSecret::parse(&secret).unwrap(),
+        ));
+        c
+    })
+    .await
+    .unwrap();
+    let key = issue_key(&app.auth, "fenced", &[Scope::PricesRead], |spec| {
+        spec.allowed_cidrs = vec!["10.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let denied = bearer_client(&key)
+        .get(app.url("/v1/prices"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let id = headers["webhook-id"].to_str().unwrap();
+    let timestamp = headers["webhook-timestamp"].to_str().unwrap();
+    assert!(id.starts_with("msg_"));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret_bytes).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    assert_eq!(headers["webhook-signature"].to_str().unwrap(), expected);
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["type"], "security.alert");
+    assert_eq!(event["data"]["kind"], "ip_not_allowed");
+    assert_eq!(event["data"]["key_id"], &key[9..21]);
+    assert!(
+        !body.contains(&key[22..54]),
+        "the alert never carries the secret"
+    );
+
+    app.auth
+        .flush(marketd_api::state::system_clock(), true)
+        .await;
+    let alerts = app
+        .store
+        .audit(
+            &AuditFilter {
+                event: Some(AuditEvent::SecurityAlert),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].reason.as_deref(), Some("ip_not_allowed"));
+    app.stop().await;
+}
+
+/// Keys hashed under an older pepper keep working after the pepper is rotated, and are
+/// re-hashed under the new one on first use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pepper_rotation_keeps_keys_working() {
+    let db = TestDb::sqlite();
+    let url = db.url.clone();
+    let store = marketd_storage::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let v1 = marketd_api::auth::Pepper::parse(crate::helpers::TEST_PEPPER).unwrap();
+    let keyring = marketd_api::auth::Keyring::new(Arc::clone(&store), v1);
+    let key =
+        crate::helpers::issue_with(&keyring, "long-lived", &[Scope::PricesRead], |_| {}).await;
+    assert_eq!(
+        store
+            .key(&key[9..21])
+            .await
+            .unwrap()
+            .unwrap()
+            .pepper_version,
+        1
+    );
+
+    let mut rotated = config(&url);
+    let old = crate::helpers::TEST_PEPPER.trim_start_matches("1:");
+    rotated.key_pepper = Some(
+        marketd_api::auth::Pepper::parse(&format!(
+            "2:second-pepper-second-pepper-second-01,1:{old}"
+        ))
+        .unwrap(),
+    );
+    let second = marketd::server::start(&rotated).await.unwrap();
+    let response = bearer_client(&key)
+        .get(format!("http://{}/v1/prices", second.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let record = store.key(&key[9..21]).await.unwrap().unwrap();
+    assert_eq!(
+        record.pepper_version, 2,
+        "re-hashed under the current pepper"
+    );
+    let again = bearer_client(&key)
+        .get(format!("http://{}/v1/prices", second.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    second.shutdown.cancel();
+    second.handle.await.unwrap().unwrap();
+    store.close().await;
+    drop(db);
+}
+
+/// Usage is counted in memory and written in batches; `/v1/keys/self` shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_counted_without_a_write_per_request() {
+    let app = spawn_app(Kind::Sqlite).await.unwrap();
+    let key = issue_key(&app.auth, "counted", &[Scope::PricesRead], |_| {}).await;
+    let client = bearer_client(&key);
+    for _ in 0..5 {
+        assert_eq!(
+            client
+                .get(app.url("/v1/prices"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    app.auth
+        .flush(marketd_api::state::system_clock(), true)
+        .await;
+    let me: Value = client
+        .get(app.url("/v1/keys/self"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(me["data"]["usage_count"].as_u64().unwrap() >= 5, "{me}");
+    assert_eq!(me["data"]["last_used_ip"], "127.0.0.1");
+    assert!(me["data"]["last_used_at"].is_string());
+    app.stop().await;
+}

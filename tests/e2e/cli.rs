@@ -459,3 +459,53 @@ impl Read for ChannelReader {
         Ok(n)
     }
 }
+
+/// `marketd keys` manages keys without a running server; only `create` and `rotate` ever
+/// print a key, alone on standard output.
+#[test]
+fn keys_commands_manage_the_lifecycle() {
+    let db = TestDb::sqlite();
+    let key = create_key(&db, "prices:read,signals:read");
+    let id = &key[9..21];
+
+    let list = marketd(&db, &["keys", "list"]);
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(listed.contains(id) && listed.contains("active") && !listed.contains(&key));
+
+    let show = marketd(&db, &["keys", "show", id]);
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(
+        shown["scopes"],
+        serde_json::json!(["prices:read", "signals:read"])
+    );
+
+    let rotate = marketd(&db, &["keys", "rotate", id, "--grace", "0s"]);
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    let successor = String::from_utf8(rotate.stdout).unwrap().trim().to_owned();
+    assert!(successor.starts_with("mkd_live_") && successor != key);
+    let bad_grace = marketd(&db, &["keys", "rotate", &successor[9..21], "--grace", "8d"]);
+    assert!(!bad_grace.status.success());
+
+    let revoke = marketd(&db, &["keys", "revoke", &successor[9..21]]);
+    assert!(revoke.status.success());
+    assert!(revoke.stdout.is_empty(), "revoking prints no key");
+    let shown: serde_json::Value =
+        serde_json::from_slice(&marketd(&db, &["keys", "show", &successor[9..21]]).stdout).unwrap();
+    assert_eq!(shown["status"], "revoked");
+
+    let bad = marketd(
+        &db,
+        &["keys", "create", "--name", "x", "--scopes", "prices:write"],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("prices:write"));
+    // The generated pepper is readable by its owner only.
+    let pepper = format!("{}.pepper", db.url.strip_prefix("sqlite://").unwrap());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(pepper).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

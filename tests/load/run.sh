@@ -15,6 +15,8 @@
 #   THREADS       default 2
 #   WARMUP        warm-up length, default 3s
 #   CARGO_JOBS    cargo -j, default 1
+#   AUTH_OVERHEAD set to also measure SQLite with a build lacking the auth and rate-limit
+#                 layers (backend "sqlite-noauth"), for the cost of authentication
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -77,6 +79,12 @@ for tool in curl python3 cargo; do
 done
 ensure_wrk
 
+if [[ -n "${AUTH_OVERHEAD:-}" ]]; then
+  # A second binary without the auth and rate-limit layers, to measure what they cost.
+  log "building marketd without auth (release, -j$CARGO_JOBS), for the overhead comparison"
+  cargo build --release -j"$CARGO_JOBS" -p marketd --features insecure-no-auth-for-benchmarks
+  cp "$BIN" "$ROOT/target/release/marketd-noauth"
+fi
 log "building marketd (release, -j$CARGO_JOBS)"
 cargo build --release -j"$CARGO_JOBS" -p marketd
 [[ -x "$BIN" ]] || die "$BIN not found after build"
@@ -239,10 +247,17 @@ run_backend() {
   NOTES+=("$name server logs: $errors ERROR, $warns WARN lines (tests/load/results/raw/server-$name*.log)")
 }
 
+if [[ -n "${AUTH_OVERHEAD:-}" ]]; then BACKENDS="$BACKENDS sqlite-noauth"; fi
 for backend in $BACKENDS; do
   case "$backend" in
     sqlite)
       run_backend sqlite "sqlite://$TMP/load.db"
+      ;;
+    sqlite-noauth)
+      with_auth_bin="$BIN"
+      BIN="$ROOT/target/release/marketd-noauth"
+      run_backend sqlite-noauth "sqlite://$TMP/load-noauth.db"
+      BIN="$with_auth_bin"
       ;;
     postgres)
       command -v psql >/dev/null 2>&1 || die "psql is required for the Postgres backend"

@@ -54,12 +54,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-/// The complete application: routes, docs and the middleware stack.
-pub fn app(state: AppState) -> Router {
-    let (router, _) = api_router().split_for_parts();
-    // Route layers run after routing, so they know the route template and its required
-    // scope; the last added runs first: authenticate, then rate-limit the key.
-    let router = router
+#[cfg(not(feature = "insecure-no-auth-for-benchmarks"))]
+fn with_access_control(router: OpenApiAxumRouter, state: &AppState) -> OpenApiAxumRouter {
+    router
         .route_layer(from_fn_with_state(
             state.clone(),
             middleware::rate_limit::rate_limit,
@@ -68,6 +65,22 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::auth::authenticate,
         ))
+}
+
+#[cfg(feature = "insecure-no-auth-for-benchmarks")]
+fn with_access_control(router: OpenApiAxumRouter, _state: &AppState) -> OpenApiAxumRouter {
+    tracing::error!("built without authentication or rate limits: for benchmarks only");
+    router
+}
+
+type OpenApiAxumRouter = Router<AppState>;
+
+/// The complete application: routes, docs and the middleware stack.
+pub fn app(state: AppState) -> Router {
+    let (router, _) = api_router().split_for_parts();
+    // Route layers run after routing, so they know the route template and its required
+    // scope; the last added runs first: authenticate, then rate-limit the key.
+    let router = with_access_control(router, &state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state.clone());

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use marketd_api::ApiError;
 use marketd_api::auth::{Auth, IssuedKey, Keyring, NewKey};
 use marketd_api::routes::keys::{CreateKey, KeyOut, key_spec, parse_lifetime};
 use marketd_domain::access::{KeyState, Scope, Scopes};
@@ -161,7 +162,17 @@ pub async fn run(keyring: &Keyring, command: KeysCommand) -> anyhow::Result<()> 
             if rate_limit.is_some_and(|r| !(1..=10_000_000).contains(&r)) {
                 bail!("--rate-limit: must be between 1 and 10000000");
             }
-            let spec = key_spec(&body, now_ms()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let spec = key_spec(&body, now_ms()).map_err(|e| match e {
+                ApiError::Validation(errors) => anyhow::anyhow!(
+                    "{}",
+                    errors
+                        .iter()
+                        .map(|f| format!("{}: {}", f.field, f.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                other => anyhow::anyhow!("{other}"),
+            })?;
             let issued = keyring.issue(&spec, None, now_ms()).await?;
             writeln!(stdout, "{}", issued.key)?;
             writeln!(stderr, "{}", details(&issued.record)?)?;
