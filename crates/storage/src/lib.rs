@@ -4,15 +4,19 @@
 //! suite (`tests/conformance.rs`), which is what keeps them interchangeable.
 
 mod error;
+mod jobs;
 mod keys;
 mod model;
 mod postgres;
+mod postgres_jobs;
 mod postgres_keys;
 mod read;
 mod sqlite;
+mod sqlite_jobs;
 mod sqlite_keys;
 
 pub use error::StoreError;
+pub use jobs::{BacktestJob, JobStatus, JobStore};
 pub use keys::KeyStore;
 pub use model::{Asset, SeriesInfo};
 pub use postgres::PgStore;
@@ -36,7 +40,7 @@ pub enum Backend {
 /// Everything marketd persists. Implementations must behave identically; the
 /// conformance suite is the specification.
 #[async_trait]
-pub trait Store: KeyStore {
+pub trait Store: KeyStore + JobStore {
     fn backend(&self) -> Backend;
 
     /// A cheap round trip, for readiness checks.

@@ -1,0 +1,132 @@
+//! Backtest jobs on Postgres; `SKIP LOCKED` lets replicas claim jobs without waiting on
+//! each other.
+
+use async_trait::async_trait;
+
+use crate::jobs::{BacktestJob, JOB_COLUMNS, JobRow, JobStatus, JobStore};
+use crate::{PgStore, Result};
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn insert_backtest(&self, job: &BacktestJob) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO backtests (id, key_id, status, request, request_hash, idempotency_key,
+                 idempotency_until, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&job.id)
+        .bind(&job.key_id)
+        .bind(job.status.as_str())
+        .bind(&job.request)
+        .bind(&job.request_hash)
+        .bind(job.idempotency_key.as_deref())
+        .bind(job.idempotency_until)
+        .bind(job.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn backtest(&self, id: &str) -> Result<Option<BacktestJob>> {
+        let row: Option<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM backtests WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(BacktestJob::try_from).transpose()
+    }
+
+    async fn backtest_by_idempotency_key(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+        now: i64,
+    ) -> Result<Option<BacktestJob>> {
+        sqlx::query(
+            "UPDATE backtests SET idempotency_key = NULL
+             WHERE key_id = $1 AND idempotency_key = $2 AND idempotency_until <= $3",
+        )
+        .bind(key_id)
+        .bind(idempotency_key)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let row: Option<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM backtests WHERE key_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(key_id)
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(BacktestJob::try_from).transpose()
+    }
+
+    async fn claim_backtest(&self, now: i64) -> Result<Option<BacktestJob>> {
+        let row: Option<JobRow> = sqlx::query_as(&format!(
+            "UPDATE backtests SET status = 'running', started_at = $1
+             WHERE id = (SELECT id FROM backtests WHERE status = 'queued'
+                         ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(BacktestJob::try_from).transpose()
+    }
+
+    async fn finish_backtest(
+        &self,
+        id: &str,
+        status: JobStatus,
+        result: Option<&str>,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let changed = sqlx::query(
+            "UPDATE backtests SET status = $1, result = $2, error = $3, finished_at = $4
+             WHERE id = $5 AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(result)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn cancel_backtest(&self, id: &str, now: i64) -> Result<Option<BacktestJob>> {
+        sqlx::query(
+            "UPDATE backtests SET status = 'cancelled', finished_at = $1
+             WHERE id = $2 AND status IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.backtest(id).await
+    }
+
+    async fn requeue_running_backtests(&self) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE backtests SET status = 'queued', started_at = NULL WHERE status = 'running'",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn active_backtests(&self, key_id: &str) -> Result<u64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*)::BIGINT FROM backtests
+             WHERE key_id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(key_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
