@@ -8,6 +8,7 @@ pub mod candle;
 pub mod indicators;
 pub mod interval;
 pub mod price;
+pub mod strategy;
 pub mod symbol;
 pub mod timestamp;
 

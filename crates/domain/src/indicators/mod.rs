@@ -49,7 +49,7 @@ pub use momentum::{
 };
 pub use spec::{
     Column, IndicatorKind, IndicatorSpec, IndicatorState, InputKind, KindInfo, MAX_INDICATORS,
-    ParamInfo, ParseError, Row, WarmUp, parse_indicators,
+    MAX_PERIOD, ParamInfo, ParseError, Row, WarmUp, parse_indicators,
 };
 pub use trend::{Adx, AdxPoint, AdxSeries, adx};
 pub use volatility::{
