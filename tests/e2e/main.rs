@@ -13,3 +13,4 @@ mod helpers;
 mod indicators;
 mod openapi;
 mod secrets;
+mod signals;

@@ -219,6 +219,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Conflict(String),
+    /// Too many queued or running jobs for this key.
+    #[error("{0}")]
+    TooManyJobs(String),
     /// The caller's key lacks a scope the request needs (e.g. to grant it to a new key).
     #[error("{0}")]
     Forbidden(String),
@@ -279,6 +282,17 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::Conflict(_) => (Problem::new(ProblemType::Conflict, detail), None),
+            ApiError::TooManyJobs(_) => {
+                let mut problem = Problem::new(ProblemType::RateLimited, detail);
+                problem.violated_policies = Some(vec!["backtests".to_owned()]);
+                (
+                    problem,
+                    Some((
+                        header::RETRY_AFTER,
+                        HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECS),
+                    )),
+                )
+            }
             ApiError::Forbidden(_) => (Problem::new(ProblemType::InsufficientScope, detail), None),
             ApiError::Store(err) if err.is_unavailable() => {
                 tracing::warn!(error = %err, "database unavailable");

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod backtests;
 pub mod error;
 pub mod extract;
 pub mod limiter;
@@ -15,6 +16,7 @@ use axum::Router;
 use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -45,6 +47,15 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(keys::keys_rotate))
         .routes(routes!(keys::keys_self))
         .routes(routes!(audit::audit_list))
+        .routes(routes!(routes::strategies::strategies_list))
+        .routes(routes!(routes::signals::signals_list))
+        .routes(routes!(routes::signals::signals_history))
+        .routes(routes!(routes::backtests::backtests_create))
+        .routes(routes!(
+            routes::backtests::backtests_get,
+            routes::backtests::backtests_cancel
+        ))
+        .routes(routes!(routes::backtests::backtests_trades))
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and committed in `openapi/`.
@@ -75,6 +86,13 @@ fn with_access_control(router: OpenApiAxumRouter, _state: &AppState) -> OpenApiA
 
 type OpenApiAxumRouter = Router<AppState>;
 
+/// A handler panicked: answer 500 without the panic message, which may hold request data.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("a request handler panicked");
+    Problem::new(ProblemType::InternalError, "an unexpected error occurred")
+        .into_response_with(None)
+}
+
 /// The complete application: routes, docs and the middleware stack.
 pub fn app(state: AppState) -> Router {
     let (router, _) = api_router().split_for_parts();
@@ -96,6 +114,8 @@ pub fn app(state: AppState) -> Router {
             ]))
             .layer(from_fn(middleware::request_id::request_id))
             .layer(from_fn(middleware::problem::problem_details))
+            // Inside problem rendering, so a panic becomes a 500 problem with the request id.
+            .layer(CatchPanicLayer::custom(panic_response))
             .layer(from_fn(middleware::credentials::refuse_credentials_in_url))
             .layer(from_fn_with_state(state, middleware::client_ip::client_ip))
             .layer(TraceLayer::new_for_http()),

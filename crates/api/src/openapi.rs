@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi};
         (name = "assets", description = "Tracked assets and the data stored for them"),
         (name = "prices", description = "Latest prices with 24-hour statistics"),
         (name = "ohlcv", description = "Candles at any supported interval"),
+        (name = "signals", description = "Strategies and their trading signals, explainable and reproducible"),
+        (name = "backtests", description = "Backtests of a strategy, run as jobs"),
         (name = "keys", description = "API keys and the audit log"),
         (name = "ops", description = "Health and readiness probes"),
     ),

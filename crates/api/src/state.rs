@@ -5,6 +5,7 @@ use std::sync::Arc;
 use marketd_storage::Store;
 
 use crate::auth::Auth;
+use crate::backtests::JobQueue;
 
 /// Milliseconds since the Unix epoch; injectable so tests can fix "now".
 pub type Clock = fn() -> i64;
@@ -20,6 +21,8 @@ pub fn system_clock() -> i64 {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Auth>,
+    /// Wakes backtest workers when a job is queued.
+    pub jobs: Arc<JobQueue>,
     pub clock: Clock,
     /// A latest price older than this is reported with `stale: true`.
     pub stale_after_ms: i64,
@@ -30,6 +33,7 @@ impl AppState {
         Self {
             store,
             auth,
+            jobs: Arc::new(JobQueue::default()),
             clock: system_clock,
             stale_after_ms: 120_000,
         }

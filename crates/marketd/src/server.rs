@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, mask_url};
 
+/// Backtests run at once per process; each holds one core while it computes.
+const BACKTEST_WORKERS: usize = 2;
+
 /// How long start-up waits for an unreachable database before giving up.
 const DATABASE_WAIT: Duration = Duration::from_secs(30);
 
@@ -95,7 +98,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     background.push(tokio::spawn(
         Arc::clone(&auth).maintain(marketd_api::state::system_clock, shutdown.clone()),
     ));
-    let app = marketd_api::app(AppState::new(Arc::clone(&store), Arc::clone(&auth)));
+    let state = AppState::new(Arc::clone(&store), Arc::clone(&auth));
+    background.extend(
+        marketd_api::backtests::start(
+            Arc::clone(&store),
+            Arc::clone(&state.jobs),
+            BACKTEST_WORKERS,
+            marketd_api::state::system_clock,
+            shutdown.clone(),
+        )
+        .await,
+    );
+    let app = marketd_api::app(state);
     let grace = config.shutdown_timeout;
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {

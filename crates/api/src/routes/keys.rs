@@ -155,9 +155,10 @@ pub struct CreateKey {
     #[schema(example = json!(["203.0.113.0/24"]), max_items = 32)]
     pub allowed_cidrs: Option<Vec<String>>,
     /// When the key stops working (RFC 3339 or Unix ms); must be in the future.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     /// Alternatively, a lifetime such as `90d`, `12h`, `30m` (at most 3650 days).
-    #[schema(example = "90d")]
+    #[schema(example = "90d", pattern = "^[1-9][0-9]{0,7}[smhd]$")]
     pub expires_in: Option<String>,
     /// Requests per minute, 1 to 10000000 (default 600).
     #[validate(range(min = 1, max = 10_000_000, message = "must be between 1 and 10000000"))]
@@ -203,14 +204,14 @@ pub struct KeyIdPath {
 /// Parses `90d`, `12h`, `30m`, `45s` into milliseconds.
 pub fn parse_lifetime(text: &str) -> Option<i64> {
     let text = text.trim();
-    let split = text.len().checked_sub(1)?;
-    let (number, unit) = text.split_at(split);
+    let unit = text.chars().last()?;
+    let number = &text[..text.len() - unit.len_utf8()];
     let n: i64 = number.parse().ok().filter(|n| *n > 0)?;
     let unit_ms = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
         _ => return None,
     };
     n.checked_mul(unit_ms).filter(|ms| *ms <= MAX_EXPIRY_MS)
@@ -559,4 +560,20 @@ pub async fn keys_self(
     Ok(no_store(Json(DataEnvelope {
         data: KeyOut::new(key, state.now()),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_lifetime;
+
+    #[test]
+    fn lifetimes_parse_and_odd_text_is_refused() {
+        assert_eq!(parse_lifetime("90d"), Some(90 * 86_400_000));
+        assert_eq!(parse_lifetime(" 30m "), Some(30 * 60_000));
+        for bad in [
+            "", "d", "0d", "-1d", "10y", "\u{80}", "1\u{80}", "é", "99999d",
+        ] {
+            assert_eq!(parse_lifetime(bad), None, "{bad:?}");
+        }
+    }
 }

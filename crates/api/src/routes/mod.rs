@@ -2,11 +2,15 @@
 
 pub mod assets;
 pub mod audit;
+pub mod backtests;
 pub mod health;
+pub mod history;
 pub mod indicators;
 pub mod keys;
 pub mod ohlcv;
 pub mod prices;
+pub mod signals;
+pub mod strategies;
 
 mod cursor;
 mod interval;

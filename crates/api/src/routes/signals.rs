@@ -1,0 +1,475 @@
+//! `GET /v1/signals` and `GET /v1/signals/{symbol}/history`: what each strategy says
+//! about a symbol, computed from closed candles only, reproducibly.
+//!
+//! Every signal carries its rule, its input window, the indicator values it used and a
+//! hash of its inputs with the engine version. A signal depends only on the candles
+//! closed by its `as_of`, so repeating a request with the returned `as_of` returns the
+//! same signal, or a different `input_hash` when stored candles were revised since.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use marketd_domain::strategy::{ENGINE_VERSION, SignalPoint, Strategy, StrategyKind, input_hash};
+use marketd_domain::{Candle, Interval};
+use marketd_storage::{SourceChoice, Store};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use validator::Validate;
+
+use super::history::closed_candles;
+use super::strategies::{params_map, parse_strategy};
+use super::{IntervalName, cursor, params};
+use crate::error::{ApiError, FieldError, Problem};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::state::AppState;
+use crate::wire::Timestamp;
+
+/// Closed candles examined beyond the warm-up to find when the direction last changed.
+const SINCE_LOOKBACK: usize = 1_000;
+const MAX_SYMBOLS: usize = 20;
+/// Most candles one history request may cover.
+const MAX_HISTORY_CANDLES: i64 = 100_000;
+const DEFAULT_HISTORY_CANDLES: i64 = 1_000;
+
+/// Query of `GET /v1/signals`.
+#[derive(Debug, Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SignalsQuery {
+    /// Comma-separated symbols (at most 20), e.g. `BTC,ETH`.
+    #[param(
+        pattern = "^[A-Za-z0-9]{1,15}(,[A-Za-z0-9]{1,15}){0,19}$",
+        example = "BTC,ETH"
+    )]
+    pub symbols: String,
+    /// Candle interval (default `1h`).
+    pub interval: Option<IntervalName>,
+    /// One strategy (see `/v1/strategies`); omit for all of them with default parameters.
+    #[param(example = "ema_cross")]
+    pub strategy: Option<String>,
+    /// Parameters of `strategy` as `name:value` pairs, e.g. `fast:10,slow:30`.
+    #[param(example = "fast:12,slow:26")]
+    pub params: Option<String>,
+    /// Point in time (RFC 3339 or Unix ms): the signal as known then, from candles closed
+    /// by then. Default now.
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-01-13T12:00:00Z")]
+    pub as_of: Option<String>,
+}
+
+/// The candles a signal was computed from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InputWindow {
+    pub interval: IntervalName,
+    /// Open time of the first candle used (warm-up included).
+    pub first_open_time: Option<Timestamp>,
+    /// Open time of the last, most recent closed candle.
+    pub last_open_time: Option<Timestamp>,
+    pub candles: u64,
+    /// True when the interval was aggregated from a finer stored one.
+    pub derived: bool,
+}
+
+/// The latest signal of one strategy for one symbol.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalOut {
+    #[schema(example = "BTC")]
+    pub symbol: String,
+    pub interval: IntervalName,
+    #[schema(example = "ema_cross")]
+    pub strategy: String,
+    /// Every parameter, resolved (defaults filled in).
+    pub params: BTreeMap<String, f64>,
+    /// `bullish`, `bearish` or `neutral`.
+    #[schema(example = "bullish")]
+    pub direction: String,
+    /// From -1 (strongly bearish) to 1 (strongly bullish).
+    #[schema(example = 0.42)]
+    pub strength: f64,
+    /// False when there are too few closed candles for the strategy's indicators; the
+    /// direction is then `neutral`.
+    pub defined: bool,
+    /// When the direction last changed (open time of that candle).
+    pub since: Option<Timestamp>,
+    /// True when no change was found in the candles examined: the direction has held at
+    /// least since `since`.
+    pub since_is_lower_bound: bool,
+    /// The instant the signal is known: the close of its last candle.
+    pub as_of: Option<Timestamp>,
+    #[schema(example = "bullish when EMA(12) > EMA(26); bearish when below")]
+    pub rule: String,
+    /// Indicator values the rule compared, at the last candle.
+    pub inputs: BTreeMap<String, f64>,
+    pub input_window: InputWindow,
+    /// Hash of the engine version, strategy, parameters, interval and every input candle.
+    #[schema(example = "9f2c4e1a7b3d5c60")]
+    pub input_hash: String,
+    #[schema(example = "1")]
+    pub engine_version: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalsMeta {
+    /// Requested symbols that marketd does not track.
+    pub unknown: Vec<String>,
+    /// The point in time the signals were computed for.
+    pub as_of: Timestamp,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalList {
+    pub data: Vec<SignalOut>,
+    pub meta: SignalsMeta,
+}
+
+fn symbols_of(raw: &str) -> Result<Vec<String>, ApiError> {
+    let mut symbols = Vec::new();
+    let mut errors = Vec::new();
+    for (i, part) in raw.split(',').enumerate() {
+        match params::symbol(&format!("symbols[{i}]"), part.trim()) {
+            Ok(s) if !symbols.contains(&s.to_string()) => symbols.push(s.to_string()),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    if symbols.len() > MAX_SYMBOLS {
+        errors.push(FieldError {
+            field: "symbols".into(),
+            message: format!("at most {MAX_SYMBOLS} symbols per request"),
+        });
+    }
+    if errors.is_empty() {
+        Ok(symbols)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+fn as_of_param(raw: Option<&str>, now: i64) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(now),
+        Some(raw) => {
+            let at = params::timestamp("as_of", raw).map_err(|e| ApiError::Validation(vec![e]))?;
+            if at > now {
+                return Err(ApiError::invalid("as_of", "must not be in the future"));
+            }
+            Ok(at)
+        }
+    }
+}
+
+/// Evaluates `strategy` on `candles` and describes the last point.
+fn describe(
+    symbol: &str,
+    interval: Interval,
+    strategy: &Strategy,
+    candles: &[Candle],
+    choice: SourceChoice,
+) -> Result<SignalOut, ApiError> {
+    let points = strategy
+        .evaluate(candles)
+        .map_err(|e| ApiError::Internal(format!("evaluating {}: {e}", strategy.kind().name())))?;
+    let last: Option<&SignalPoint> = points.last();
+    let first_defined = points.iter().find(|p| p.defined).map(|p| p.open_time);
+    let step = interval.millis();
+    Ok(SignalOut {
+        symbol: symbol.to_owned(),
+        interval: interval.into(),
+        strategy: strategy.kind().name().to_owned(),
+        params: params_map(strategy),
+        direction: last.map_or("neutral", |p| p.direction.as_str()).to_owned(),
+        strength: last.map_or(0.0, |p| p.strength),
+        defined: last.is_some_and(|p| p.defined),
+        since: last.filter(|p| p.defined).map(|p| Timestamp(p.since)),
+        since_is_lower_bound: last.is_some_and(|p| p.defined && Some(p.since) == first_defined),
+        as_of: candles.last().map(|c| Timestamp(c.open_time + step)),
+        rule: strategy.rule(),
+        inputs: last
+            .map(|p| p.inputs.iter().cloned().collect())
+            .unwrap_or_default(),
+        input_window: InputWindow {
+            interval: interval.into(),
+            first_open_time: candles.first().map(|c| Timestamp(c.open_time)),
+            last_open_time: candles.last().map(|c| Timestamp(c.open_time)),
+            candles: candles.len() as u64,
+            derived: matches!(choice, SourceChoice::Derived(_)),
+        },
+        input_hash: input_hash(strategy, interval.as_str(), candles),
+        engine_version: ENGINE_VERSION.to_owned(),
+    })
+}
+
+async fn latest(
+    store: &dyn Store,
+    symbol: &str,
+    interval: Interval,
+    strategy: &Strategy,
+    as_of: i64,
+) -> Result<SignalOut, ApiError> {
+    let bars = (strategy.warm_up() + SINCE_LOOKBACK) as i64;
+    let start = interval.bucket_start(as_of) - bars * interval.millis();
+    let (candles, choice) = closed_candles(store, symbol, interval, start, as_of).await?;
+    describe(symbol, interval, strategy, &candles, choice)
+}
+
+/// Latest signals.
+///
+/// The latest signal of each requested symbol for one strategy (or every strategy with
+/// default parameters): direction, strength in [-1, 1], when it last changed, and how it
+/// was reached (rule, indicator inputs, input window, input hash, engine version). Only
+/// closed candles are used; with `as_of` the signal is the one known at that instant.
+/// Requires scope `signals:read`.
+#[utoipa::path(get, path = "/v1/signals", tag = "signals", operation_id = "signals_list",
+    params(SignalsQuery),
+    security(("bearer" = ["signals:read"]), ("api_key" = ["signals:read"])),
+    responses(
+        (status = 200, description = "Latest signals", body = SignalList),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown strategy, bad parameters or symbols", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn signals_list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SignalsQuery>,
+) -> Result<Response, ApiError> {
+    let symbols = symbols_of(&query.symbols)?;
+    let interval: Interval = query.interval.unwrap_or(IntervalName::H1).into();
+    let strategies = match query.strategy.as_deref() {
+        Some(name) => vec![parse_strategy(name, query.params.as_deref())?],
+        None if query.params.is_some() => {
+            return Err(ApiError::invalid(
+                "params",
+                "needs a `strategy` to apply to",
+            ));
+        }
+        None => StrategyKind::all()
+            .into_iter()
+            .filter_map(|kind| Strategy::new(kind, &[]).ok())
+            .collect(),
+    };
+    let as_of = as_of_param(query.as_of.as_deref(), state.now())?;
+    let mut data = Vec::new();
+    let mut unknown = Vec::new();
+    for symbol in &symbols {
+        if state.store.asset(symbol).await?.is_none() {
+            unknown.push(symbol.clone());
+            continue;
+        }
+        for strategy in &strategies {
+            data.push(latest(state.store.as_ref(), symbol, interval, strategy, as_of).await?);
+        }
+    }
+    let meta = SignalsMeta {
+        unknown,
+        as_of: Timestamp(as_of),
+    };
+    Ok(Json(SignalList { data, meta }).into_response())
+}
+
+/// Query of `GET /v1/signals/{symbol}/history`.
+#[derive(Debug, Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Candle interval (default `1h`).
+    pub interval: Option<IntervalName>,
+    /// The strategy (see `/v1/strategies`).
+    #[param(example = "rsi_reversion")]
+    pub strategy: String,
+    /// Parameters as `name:value` pairs.
+    pub params: Option<String>,
+    /// First candle considered (default: 1000 candles before `end`).
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-01-01T00:00:00Z")]
+    pub start: Option<String>,
+    /// End of the window, exclusive (default now); at most 100000 candles after `start`.
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-01-31T00:00:00Z")]
+    pub end: Option<String>,
+    /// Changes per page, 1 to 1000 (default 100).
+    #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A change of direction.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalChange {
+    /// Open time of the candle whose close produced the new direction.
+    pub open_time: Timestamp,
+    /// When the new direction became known: that candle's close.
+    pub as_of: Timestamp,
+    #[schema(example = "bearish")]
+    pub direction: String,
+    /// The direction before; `null` for the first defined signal in the window.
+    pub previous: Option<String>,
+    pub strength: f64,
+    pub inputs: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryMeta {
+    pub symbol: String,
+    pub interval: IntervalName,
+    pub strategy: String,
+    pub params: BTreeMap<String, f64>,
+    pub rule: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub engine_version: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalHistory {
+    pub data: Vec<SignalChange>,
+    pub next_cursor: Option<String>,
+    pub meta: HistoryMeta,
+}
+
+/// Signal history.
+///
+/// Every change of direction of one strategy for one symbol within `[start, end)`,
+/// oldest first, each with the inputs that caused it. Computed from closed candles with
+/// the same warm-up as `/v1/signals`, so the two always agree. Requires scope
+/// `signals:read`.
+#[utoipa::path(get, path = "/v1/signals/{symbol}/history", tag = "signals", operation_id = "signals_history",
+    params(("symbol" = String, Path, description = "Asset symbol", example = "BTC", pattern = "^[A-Za-z0-9]{1,15}$"), HistoryQuery),
+    security(("bearer" = ["signals:read"]), ("api_key" = ["signals:read"])),
+    responses(
+        (status = 200, description = "Changes of direction", body = SignalHistory),
+        (status = 400, description = "Malformed query, cursor or range", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown symbol", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown strategy, bad parameters or a range too large", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn signals_history(
+    State(state): State<AppState>,
+    ApiPath(raw_symbol): ApiPath<String>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let symbol =
+        params::symbol("symbol", &raw_symbol).map_err(|e| ApiError::Validation(vec![e]))?;
+    let symbol = symbol.to_string();
+    let interval: Interval = query.interval.unwrap_or(IntervalName::H1).into();
+    let strategy = parse_strategy(&query.strategy, query.params.as_deref())?;
+    let now = state.now();
+    let step = interval.millis();
+    let end = match query.end.as_deref() {
+        Some(raw) => params::timestamp("end", raw).map_err(|e| ApiError::Validation(vec![e]))?,
+        None => now,
+    };
+    let start = match query.start.as_deref() {
+        Some(raw) => params::timestamp("start", raw).map_err(|e| ApiError::Validation(vec![e]))?,
+        None => end.saturating_sub(DEFAULT_HISTORY_CANDLES * step),
+    };
+    if start >= end {
+        return Err(ApiError::InvalidRange {
+            field: "start",
+            message: "must be before `end`",
+        });
+    }
+    if (end - start) / step > MAX_HISTORY_CANDLES {
+        return Err(ApiError::RangeTooLarge(format!(
+            "at most {MAX_HISTORY_CANDLES} {interval} candles per request; narrow start..end"
+        )));
+    }
+    if state.store.asset(&symbol).await?.is_none() {
+        return Err(ApiError::UnknownSymbol(symbol));
+    }
+    // The cursor separates fields with `|`; the token must not contain one.
+    let token = std::iter::once(strategy.kind().name().to_owned())
+        .chain(strategy.params().iter().map(|(k, v)| format!("{k}={v}")))
+        .collect::<Vec<_>>()
+        .join(":");
+    let (start_text, end_text) = (start.to_string(), end.to_string());
+    let fingerprint = [
+        symbol.as_str(),
+        interval.as_str(),
+        &token,
+        &start_text,
+        &end_text,
+    ];
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(raw) => {
+            let fields =
+                cursor::decode(raw, fingerprint.len() + 1).ok_or(ApiError::InvalidCursor)?;
+            if fields[..fingerprint.len()]
+                .iter()
+                .zip(fingerprint)
+                .any(|(a, b)| a != b)
+            {
+                return Err(ApiError::InvalidCursor);
+            }
+            Some(
+                fields[fingerprint.len()]
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::InvalidCursor)?,
+            )
+        }
+    };
+
+    let start = interval.bucket_start(start);
+    let warm = (strategy.warm_up() + 1) as i64 * step;
+    let (candles, _) = closed_candles(
+        state.store.as_ref(),
+        &symbol,
+        interval,
+        start - warm,
+        end.min(now),
+    )
+    .await?;
+    let points = strategy
+        .evaluate(&candles)
+        .map_err(|e| ApiError::Internal(format!("evaluating {}: {e}", strategy.kind().name())))?;
+    let mut changes = Vec::new();
+    let mut previous: Option<&SignalPoint> = None;
+    for point in points.iter().filter(|p| p.defined) {
+        let changed = previous.is_none_or(|p| p.direction != point.direction);
+        if changed && point.open_time >= start && point.open_time < end {
+            changes.push(SignalChange {
+                open_time: Timestamp(point.open_time),
+                as_of: Timestamp(point.open_time + step),
+                direction: point.direction.as_str().to_owned(),
+                previous: previous.map(|p| p.direction.as_str().to_owned()),
+                strength: point.strength,
+                inputs: point.inputs.iter().cloned().collect(),
+            });
+        }
+        previous = Some(point);
+    }
+    let limit = query.limit.unwrap_or(100) as usize;
+    let mut page: Vec<SignalChange> = changes
+        .into_iter()
+        .filter(|c| after.is_none_or(|a| c.open_time.0 > a))
+        .take(limit + 1)
+        .collect();
+    let next_cursor = if page.len() > limit {
+        page.truncate(limit);
+        page.last().map(|c| {
+            let last = c.open_time.0.to_string();
+            let mut fields: Vec<&str> = fingerprint.to_vec();
+            fields.push(&last);
+            cursor::encode(&fields)
+        })
+    } else {
+        None
+    };
+    let meta = HistoryMeta {
+        symbol,
+        interval: interval.into(),
+        strategy: strategy.kind().name().to_owned(),
+        params: params_map(&strategy),
+        rule: strategy.rule(),
+        start: Timestamp(start),
+        end: Timestamp(end),
+        engine_version: ENGINE_VERSION.to_owned(),
+    };
+    Ok(Json(SignalHistory {
+        data: page,
+        next_cursor,
+        meta,
+    })
+    .into_response())
+}
