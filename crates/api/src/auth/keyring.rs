@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use marketd_domain::access::{
@@ -101,11 +102,65 @@ impl std::fmt::Debug for IssuedKey {
     }
 }
 
+/// One key's uses since the last flush, updated with atomics by concurrent requests.
+#[derive(Debug)]
+struct UsageCell {
+    count: AtomicU64,
+    last_used_at: AtomicI64,
+    last_used_ip: Mutex<Option<IpAddr>>,
+}
+
+impl Default for UsageCell {
+    fn default() -> Self {
+        Self {
+            count: AtomicU64::new(0),
+            last_used_at: AtomicI64::new(i64::MIN),
+            last_used_ip: Mutex::new(None),
+        }
+    }
+}
+
+impl UsageCell {
+    fn record(&self, ip: IpAddr, now: i64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let previous = self.last_used_at.fetch_max(now, Ordering::Relaxed);
+        // A contended lock means another request is recording its address at about the
+        // same instant; either address is a truthful "last used from".
+        if now >= previous
+            && let Ok(mut last) = self.last_used_ip.try_lock()
+        {
+            *last = Some(ip);
+        }
+    }
+
+    fn take(&self, id: &str) -> Option<KeyUsage> {
+        let count = self.count.swap(0, Ordering::Relaxed);
+        let ip = self.last_used_ip.lock().ok().and_then(|ip| *ip)?;
+        (count > 0).then(|| KeyUsage {
+            id: id.to_owned(),
+            last_used_at: self.last_used_at.load(Ordering::Relaxed),
+            last_used_ip: ip,
+            count,
+        })
+    }
+
+    fn restore(&self, used: &KeyUsage) {
+        self.count.fetch_add(used.count, Ordering::Relaxed);
+        self.last_used_at
+            .fetch_max(used.last_used_at, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_used_ip.lock()
+            && last.is_none()
+        {
+            *last = Some(used.last_used_ip);
+        }
+    }
+}
+
 pub struct Keyring {
     store: Arc<dyn Store>,
     pepper: Pepper,
     cache: moka::sync::Cache<String, Option<Arc<KeyRecord>>>,
-    usage: Mutex<HashMap<String, KeyUsage>>,
+    usage: RwLock<HashMap<String, Arc<UsageCell>>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -144,7 +199,7 @@ impl Keyring {
                 .max_capacity(KEY_CACHE_CAPACITY)
                 .time_to_live(KEY_CACHE_TTL)
                 .build(),
-            usage: Mutex::new(HashMap::new()),
+            usage: RwLock::new(HashMap::new()),
         }
     }
 
@@ -302,33 +357,43 @@ impl Keyring {
         Ok(revoked)
     }
 
-    /// Counts a successful use in memory; `flush_usage` writes the totals.
+    /// Counts a successful use in memory; `flush_usage` writes the totals. Called on
+    /// every authenticated request, so it takes no exclusive lock once a key is known.
     pub fn note_use(&self, id: &str, ip: IpAddr, now: i64) {
-        let Ok(mut usage) = self.usage.lock() else {
-            return;
+        let known = self
+            .usage
+            .read()
+            .ok()
+            .and_then(|usage| usage.get(id).cloned());
+        let cell = match known {
+            Some(cell) => cell,
+            None => {
+                let Ok(mut usage) = self.usage.write() else {
+                    return;
+                };
+                if usage.len() >= USAGE_BUFFER_CAPACITY && !usage.contains_key(id) {
+                    // Dropping one key's count is better than growing without bound; the
+                    // flush task empties idle entries every second.
+                    return;
+                }
+                Arc::clone(usage.entry(id.to_owned()).or_default())
+            }
         };
-        if usage.len() >= USAGE_BUFFER_CAPACITY && !usage.contains_key(id) {
-            // Dropping one key's count is better than growing without bound; the flush
-            // task empties the buffer every second.
-            return;
-        }
-        let entry = usage.entry(id.to_owned()).or_insert_with(|| KeyUsage {
-            id: id.to_owned(),
-            last_used_at: now,
-            last_used_ip: ip,
-            count: 0,
-        });
-        entry.count += 1;
-        if now >= entry.last_used_at {
-            entry.last_used_at = now;
-            entry.last_used_ip = ip;
-        }
+        cell.record(ip, now);
     }
 
     /// Writes buffered usage; on failure the counts are put back for the next attempt.
     pub async fn flush_usage(&self) {
-        let pending: Vec<KeyUsage> = match self.usage.lock() {
-            Ok(mut usage) => usage.drain().map(|(_, u)| u).collect(),
+        let pending: Vec<KeyUsage> = match self.usage.write() {
+            Ok(mut usage) => {
+                let taken: Vec<KeyUsage> = usage
+                    .iter()
+                    .filter_map(|(id, cell)| cell.take(id))
+                    .collect();
+                // Keys not used since the last flush leave the table; they come back on use.
+                usage.retain(|id, _| taken.iter().any(|t| &t.id == id));
+                taken
+            }
             Err(_) => return,
         };
         if pending.is_empty() {
@@ -336,20 +401,9 @@ impl Keyring {
         }
         if let Err(err) = self.store.record_key_usage(&pending).await {
             tracing::warn!(error = %err, keys = pending.len(), "could not record key usage; will retry");
-            if let Ok(mut usage) = self.usage.lock() {
+            if let Ok(mut usage) = self.usage.write() {
                 for used in pending {
-                    match usage.get_mut(&used.id) {
-                        Some(entry) => {
-                            entry.count += used.count;
-                            if used.last_used_at > entry.last_used_at {
-                                entry.last_used_at = used.last_used_at;
-                                entry.last_used_ip = used.last_used_ip;
-                            }
-                        }
-                        None => {
-                            usage.insert(used.id.clone(), used);
-                        }
-                    }
+                    usage.entry(used.id.clone()).or_default().restore(&used);
                 }
             }
         }

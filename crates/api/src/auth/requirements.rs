@@ -19,13 +19,15 @@ pub enum Requirement {
 
 #[derive(Debug, Clone, Default)]
 pub struct Requirements {
-    by_operation: HashMap<(Method, String), Requirement>,
+    /// Path template, then each method's requirement: looked up on every request without
+    /// allocating.
+    by_path: HashMap<String, Vec<(Method, Requirement)>>,
 }
 
 impl Requirements {
     pub fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Result<Self, String> {
         let value = serde_json::to_value(doc).map_err(|e| e.to_string())?;
-        let mut by_operation = HashMap::new();
+        let mut by_path: HashMap<String, Vec<(Method, Requirement)>> = HashMap::new();
         let paths = value
             .get("paths")
             .and_then(|p| p.as_object())
@@ -40,10 +42,13 @@ impl Requirements {
                 };
                 let requirement =
                     requirement_of(operation).map_err(|e| format!("{method} {path}: {e}"))?;
-                by_operation.insert((method, path.clone()), requirement);
+                by_path
+                    .entry(path.clone())
+                    .or_default()
+                    .push((method, requirement));
             }
         }
-        Ok(Self { by_operation })
+        Ok(Self { by_path })
     }
 
     /// The requirement of a matched route; HEAD is answered by the GET handler.
@@ -53,15 +58,19 @@ impl Requirements {
         } else {
             method
         };
-        self.by_operation
-            .get(&(method.clone(), path.to_owned()))
-            .copied()
+        self.by_path
+            .get(path)?
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, requirement)| *requirement)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Method, &str, Requirement)> {
-        self.by_operation
-            .iter()
-            .map(|((method, path), requirement)| (method, path.as_str(), *requirement))
+        self.by_path.iter().flat_map(|(path, methods)| {
+            methods
+                .iter()
+                .map(move |(method, requirement)| (method, path.as_str(), *requirement))
+        })
     }
 }
 
