@@ -67,15 +67,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 #[cfg(not(feature = "insecure-no-auth-for-benchmarks"))]
 fn with_access_control(router: OpenApiAxumRouter, state: &AppState) -> OpenApiAxumRouter {
+    let access = middleware::auth::Access::of(state);
     router
         .route_layer(from_fn_with_state(
-            state.clone(),
+            access.clone(),
             middleware::rate_limit::rate_limit,
         ))
-        .route_layer(from_fn_with_state(
-            state.clone(),
-            middleware::auth::authenticate,
-        ))
+        .route_layer(from_fn_with_state(access, middleware::auth::authenticate))
 }
 
 #[cfg(feature = "insecure-no-auth-for-benchmarks")]

@@ -80,18 +80,32 @@ pub enum KeyFormatError {
     Checksum,
 }
 
-/// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), bit by bit: keys are short and
-/// checked once per request, so a table buys nothing worth its size.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+/// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) with a byte table built at
+/// compile time: every authenticated request checks one, so it should cost next to nothing.
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+            bit += 1;
         }
+        table[i] = crc;
+        i += 1;
     }
-    !crc
+    table
+};
+
+fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(!0u32, |crc, &byte| {
+        CRC_TABLE[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8)
+    })
 }
 
 fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {

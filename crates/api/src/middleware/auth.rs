@@ -11,9 +11,31 @@ use axum::middleware::Next;
 use axum::response::Response;
 use marketd_domain::access::{AuditEvent, Scope};
 
+use crate::auth::Auth;
 use crate::auth::{AuthFailure, ClientIp, Principal, Requirement};
 use crate::error::{ApiError, Problem, ProblemType};
-use crate::state::AppState;
+use crate::state::{AppState, Clock};
+
+/// What the auth and rate-limit layers need: less than `AppState`, so each request
+/// clones one reference count rather than several.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub auth: std::sync::Arc<Auth>,
+    pub clock: Clock,
+}
+
+impl Access {
+    pub fn of(state: &AppState) -> Self {
+        Self {
+            auth: std::sync::Arc::clone(&state.auth),
+            clock: state.clock,
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+}
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -71,7 +93,7 @@ fn insufficient_scope(scope: Scope) -> Response {
 }
 
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(state): State<Access>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -148,7 +170,7 @@ pub async fn authenticate(
 
 /// Records a failed authentication and answers it: 401, or 429 once this address has
 /// failed too often.
-fn failed(state: &AppState, ip: IpAddr, failure: &AuthFailure, now: i64) -> Response {
+fn failed(state: &Access, ip: IpAddr, failure: &AuthFailure, now: i64) -> Response {
     let auth = &state.auth;
     auth.audit.record(
         AuditEvent::AuthFailed,

@@ -9,12 +9,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use marketd_domain::access::AuditEvent;
 
+use super::auth::Access;
 use crate::auth::{ClientIp, Principal};
 use crate::error::{Problem, ProblemType};
 use crate::limiter::rate_limit_headers;
-use crate::state::AppState;
 
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn rate_limit(State(state): State<Access>, request: Request, next: Next) -> Response {
     let Some(Principal(key)) = request.extensions().get::<Principal>().cloned() else {
         return next.run(request).await;
     };
