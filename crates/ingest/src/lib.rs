@@ -1,7 +1,12 @@
 //! Where marketd's data comes from: the deterministic simulated market used for demos and
-//! offline work, CSV files, and (later) exchanges' public APIs.
+//! offline work, CSV files, and exchanges' public APIs.
+//!
+//! [`exchange`] parses exchange payloads without any I/O; [`source`] fetches them over
+//! HTTP through [`resilience`], which keeps each exchange's failures to itself.
 
 pub mod csv_import;
 pub mod demo;
 pub mod exchange;
+pub mod resilience;
 pub mod simulated;
+pub mod source;
