@@ -364,6 +364,19 @@ async fn rotation_honours_the_grace_period(app: &TestApp) {
             .status(),
         401
     );
+    // No body at all: the default grace period of a day.
+    let defaulted = app
+        .client
+        .post(app.url(&format!(
+            "/v1/admin/keys/{}/rotate",
+            body["data"]["new_key"]["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(defaulted.status(), 201);
+    let defaulted: Value = defaulted.json().await.unwrap();
+    assert!(defaulted["data"]["old_key"]["expires_at"].is_string());
     let too_long = app
         .client
         .post(app.url(&format!("/v1/admin/keys/{new_id}/rotate")))

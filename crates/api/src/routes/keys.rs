@@ -16,7 +16,7 @@ use validator::Validate;
 use super::cursor;
 use crate::auth::{NewKey, Principal, keyring::DEFAULT_RATE_LIMIT_PER_MINUTE};
 use crate::error::{ApiError, FieldError, Problem};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::wire::{DataEnvelope, Timestamp};
 
@@ -491,7 +491,7 @@ pub async fn keys_revoke(
 /// holds. Requires scope `keys:admin`.
 #[utoipa::path(post, path = "/v1/admin/keys/{id}/rotate", tag = "keys", operation_id = "keys_rotate",
     params(KeyIdPath),
-    request_body = RotateKey,
+    request_body(content = Option<RotateKey>, description = "Optional: an empty body rotates with the default grace period"),
     security(("bearer" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     responses(
         (status = 201, description = "The new key (shown once) and the old one", body = DataEnvelope<RotationOut>),
@@ -506,7 +506,7 @@ pub async fn keys_rotate(
     State(state): State<AppState>,
     Extension(Principal(caller)): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<RotateKey>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<RotateKey>,
 ) -> Result<Response, ApiError> {
     let old = existing_key(&state, &id).await?;
     check_grant(&caller, old.scopes)?;
