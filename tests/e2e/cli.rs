@@ -1,5 +1,5 @@
-//! The real binary: `import`, `config check`, `openapi`, streaming memory and graceful
-//! shutdown on SIGTERM.
+//! The real binary: `import`, `backfill`, `config check`, `openapi`, streaming memory and
+//! graceful shutdown on SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -508,4 +508,131 @@ fn keys_commands_manage_the_lifecycle() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(pepper).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// Binance's klines endpoint over one series, paged as Binance pages: open times in
+/// `[startTime, endTime]`, at most `limit` rows, whatever the symbol asked for.
+async fn fake_binance(candles: Vec<Candle>, step: i64) -> String {
+    use std::collections::HashMap;
+
+    use axum::extract::Query;
+
+    let candles = std::sync::Arc::new(candles);
+    let klines = move |Query(q): Query<HashMap<String, String>>| {
+        let candles = std::sync::Arc::clone(&candles);
+        async move {
+            let param = |name: &str, default: i64| {
+                q.get(name).map_or(default, |v| v.parse::<i64>().unwrap())
+            };
+            let (start, end) = (param("startTime", 0), param("endTime", i64::MAX));
+            let limit = usize::try_from(param("limit", 500)).unwrap();
+            let rows: Vec<serde_json::Value> = candles
+                .iter()
+                .filter(|c| (start..=end).contains(&c.open_time))
+                .take(limit)
+                .map(|c| {
+                    serde_json::json!([
+                        c.open_time,
+                        c.open.to_string(),
+                        c.high.to_string(),
+                        c.low.to_string(),
+                        c.close.to_string(),
+                        c.volume.to_string(),
+                        c.open_time + step - 1,
+                        "0",
+                        10,
+                        "0",
+                        "0",
+                        "0"
+                    ])
+                })
+                .collect();
+            axum::Json(rows)
+        }
+    };
+    let app = axum::Router::new().route("/api/v3/klines", axum::routing::get(klines));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn backfill_fetches_every_page_and_fails_loudly_per_symbol() {
+    const HOUR: i64 = 60 * MINUTE;
+    let db = TestDb::sqlite();
+    let upstream: Vec<Candle> = (0..2_500)
+        .map(|i| {
+            let open = 100.0 + (i % 40) as f64;
+            Candle {
+                open_time: ORIGIN + i * HOUR,
+                open,
+                high: open + 2.0,
+                low: open - 1.0,
+                close: open + 0.5,
+                volume: (i % 7) as f64,
+            }
+        })
+        .collect();
+    let url = fake_binance(upstream.clone(), HOUR).await;
+    let until = (ORIGIN + 2_500 * HOUR).to_string();
+    let run = |symbols: &'static str| {
+        let (db_url, url, until) = (db.url.clone(), url.clone(), until.clone());
+        // The fake answers on this runtime, so the child is waited for off it.
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["backfill", "--source", "binance", "--base-url", &url])
+                .args(["--symbols", symbols, "--interval", "1h"])
+                .args(["--since", "2024-01-01", "--until", &until])
+                .env("MARKETD_DATABASE_URL", db_url)
+                .env("MARKETD_LOG_FORMAT", "json")
+                .output()
+                .unwrap()
+        })
+    };
+
+    let out = run("btc,eth").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for symbol in ["BTC", "ETH"] {
+        assert!(
+            stderr.contains(&format!(
+                "{symbol} 1h from binance: 2500 candles written in 3 pages, 0 rows rejected, 0 missing buckets"
+            )),
+            "{stderr}"
+        );
+    }
+    let store = store(&db).await;
+    for symbol in ["BTC", "ETH"] {
+        let stored: Vec<Candle> = store
+            .candles(symbol, Interval::H1, i64::MIN, i64::MAX, u32::MAX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|bar| bar.candle)
+            .collect();
+        assert_eq!(stored, upstream, "{symbol}");
+    }
+
+    // XMR is not listed on Binance: it fails on its own, BTC resumes, and the exit says so.
+    let out = run("BTC,XMR").await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("BTC 1h from binance: 1 candles written in 1 pages")
+            && stderr.contains("resumed at 2024-04-14T03:00:00Z"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("XMR 1h from binance: FAILED"), "{stderr}");
+    assert!(stderr.contains("1 of 2 symbols failed"), "{stderr}");
+    assert!(store.asset("XMR").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .candles("BTC", Interval::H1, i64::MIN, i64::MAX, u32::MAX)
+            .await
+            .unwrap()
+            .len(),
+        2_500
+    );
+    store.close().await;
 }

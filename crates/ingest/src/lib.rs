@@ -1,9 +1,12 @@
 //! Where marketd's data comes from: the deterministic simulated market used for demos and
 //! offline work, CSV files, and exchanges' public APIs.
 //!
+//! [`backfill`] walks a source's history into the store page by page.
+//!
 //! [`exchange`] parses exchange payloads without any I/O; [`source`] fetches them over
 //! HTTP through [`resilience`], which keeps each exchange's failures to itself.
 
+pub mod backfill;
 pub mod csv_import;
 pub mod demo;
 pub mod exchange;

@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `import`, `keys`, `openapi`,
-//! `config check`.
+//! The command line: `serve` (the default), `migrate`, `import`, `backfill`, `keys`,
+//! `openapi`, `config check`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,6 +49,8 @@ enum Command {
         #[arg(long)]
         skip_bad_rows: bool,
     },
+    /// Fetch candle history from an exchange, resuming where an earlier run stopped.
+    Backfill(crate::backfill::BackfillArgs),
     /// Print the OpenAPI document.
     Openapi,
     /// Manage API keys directly in the database.
@@ -69,11 +71,11 @@ enum ConfigCommand {
     Check(ServeOverrides),
 }
 
-fn parse_symbol(raw: &str) -> Result<Symbol, String> {
+pub(crate) fn parse_symbol(raw: &str) -> Result<Symbol, String> {
     Symbol::parse(raw).map_err(|e| e.to_string())
 }
 
-fn parse_interval(raw: &str) -> Result<Interval, String> {
+pub(crate) fn parse_interval(raw: &str) -> Result<Interval, String> {
     raw.parse()
         .map_err(|e: marketd_domain::interval::UnknownInterval| e.to_string())
 }
@@ -158,6 +160,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 began.elapsed().as_secs_f64()
             )?;
             Ok(())
+        }
+        Some(Command::Backfill(args)) => {
+            let config = Config::load(&common, &serve)?;
+            init_tracing(config.log_format);
+            let store = crate::server::open_store(&config).await?;
+            let result = crate::backfill::run(store.as_ref(), &args).await;
+            store.close().await;
+            result
         }
         Some(Command::Keys { command }) => {
             let config = Config::load(&common, &serve)?;

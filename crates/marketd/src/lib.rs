@@ -1,6 +1,7 @@
 //! marketd as a library: configuration, commands and the server wiring, so the binary
 //! stays thin and tests start the real thing in-process.
 
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod import;
