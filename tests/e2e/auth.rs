@@ -702,7 +702,6 @@ async fn revocation_reaches_every_replica() {
     b_running.shutdown.cancel();
     b_running.handle.await.unwrap().unwrap();
     a.stop().await;
-    let _ = Arc::clone(&b_running.auth);
 }
 
 /// A key used from outside its allowlist raises a security alert: logged, audited and

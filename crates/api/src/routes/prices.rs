@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use super::params;
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
 use crate::wire::Timestamp;
@@ -89,29 +89,6 @@ fn price_out(p: LatestPrice, now: i64, stale_after_ms: i64) -> PriceOut {
     }
 }
 
-fn requested_symbols(raw: &str) -> Result<Vec<String>, ApiError> {
-    let mut symbols: Vec<String> = Vec::new();
-    let mut errors = Vec::new();
-    for (i, part) in raw.split(',').enumerate() {
-        match params::symbol(&format!("symbols[{i}]"), part.trim()) {
-            Ok(s) if !symbols.iter().any(|seen| seen == s.as_str()) => symbols.push(s.to_string()),
-            Ok(_) => {}
-            Err(e) => errors.push(e),
-        }
-    }
-    if symbols.len() > MAX_SYMBOLS {
-        errors.push(FieldError {
-            field: "symbols".into(),
-            message: format!("at most {MAX_SYMBOLS} symbols per request"),
-        });
-    }
-    if errors.is_empty() {
-        Ok(symbols)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
-
 /// Latest prices.
 ///
 /// The latest price of each requested asset with its 24-hour change, high, low and
@@ -132,7 +109,7 @@ pub async fn prices_list(
     ApiQuery(query): ApiQuery<PricesQuery>,
 ) -> Result<Json<PricesResponse>, ApiError> {
     let symbols = match query.symbols.as_deref() {
-        Some(raw) => requested_symbols(raw)?,
+        Some(raw) => params::symbol_list(raw, MAX_SYMBOLS)?,
         None => state
             .store
             .assets()

@@ -21,7 +21,7 @@ use validator::Validate;
 use super::history::closed_candles;
 use super::strategies::{params_map, parse_strategy};
 use super::{IntervalName, cursor, params};
-use crate::error::{ApiError, FieldError, Problem};
+use crate::error::{ApiError, Problem};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::wire::Timestamp;
@@ -123,29 +123,6 @@ pub struct SignalList {
     pub meta: SignalsMeta,
 }
 
-fn symbols_of(raw: &str) -> Result<Vec<String>, ApiError> {
-    let mut symbols = Vec::new();
-    let mut errors = Vec::new();
-    for (i, part) in raw.split(',').enumerate() {
-        match params::symbol(&format!("symbols[{i}]"), part.trim()) {
-            Ok(s) if !symbols.contains(&s.to_string()) => symbols.push(s.to_string()),
-            Ok(_) => {}
-            Err(e) => errors.push(e),
-        }
-    }
-    if symbols.len() > MAX_SYMBOLS {
-        errors.push(FieldError {
-            field: "symbols".into(),
-            message: format!("at most {MAX_SYMBOLS} symbols per request"),
-        });
-    }
-    if errors.is_empty() {
-        Ok(symbols)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
-
 fn as_of_param(raw: Option<&str>, now: i64) -> Result<i64, ApiError> {
     match raw {
         None => Ok(now),
@@ -233,7 +210,7 @@ pub async fn signals_list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<SignalsQuery>,
 ) -> Result<Response, ApiError> {
-    let symbols = symbols_of(&query.symbols)?;
+    let symbols = params::symbol_list(&query.symbols, MAX_SYMBOLS)?;
     let interval: Interval = query.interval.unwrap_or(IntervalName::H1).into();
     let strategies = match query.strategy.as_deref() {
         Some(name) => vec![parse_strategy(name, query.params.as_deref())?],
