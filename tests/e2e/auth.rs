@@ -414,17 +414,7 @@ async fn expired_keys_are_refused(app: &TestApp) {
         .keyring
         .record_expiries(marketd_api::state::system_clock())
         .await;
-    let expired = app
-        .store
-        .audit(
-            &AuditFilter {
-                event: Some(AuditEvent::KeyExpired),
-                ..Default::default()
-            },
-            10,
-        )
-        .await
-        .unwrap();
+    let expired = audit_of(app, AuditEvent::KeyExpired).await;
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].key_id.as_deref(), Some(&key[9..21]));
 }
@@ -607,17 +597,7 @@ async fn brute_force_is_stopped_per_address_only() {
     app.auth
         .flush(marketd_api::state::system_clock(), true)
         .await;
-    let failures = app
-        .store
-        .audit(
-            &AuditFilter {
-                event: Some(AuditEvent::AuthFailed),
-                ..Default::default()
-            },
-            100,
-        )
-        .await
-        .unwrap();
+    let failures = audit_of(&app, AuditEvent::AuthFailed).await;
     let guessed: u64 = failures
         .iter()
         .filter(|e| e.key_id.as_deref() == Some(&victim[9..21]))
@@ -779,17 +759,7 @@ async fn security_alerts_reach_the_webhook_signed() {
     app.auth
         .flush(marketd_api::state::system_clock(), true)
         .await;
-    let alerts = app
-        .store
-        .audit(
-            &AuditFilter {
-                event: Some(AuditEvent::SecurityAlert),
-                ..Default::default()
-            },
-            10,
-        )
-        .await
-        .unwrap();
+    let alerts = audit_of(&app, AuditEvent::SecurityAlert).await;
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].reason.as_deref(), Some("ip_not_allowed"));
     app.stop().await;
@@ -883,4 +853,13 @@ async fn usage_is_counted_without_a_write_per_request() {
     assert_eq!(me["data"]["last_used_ip"], "127.0.0.1");
     assert!(me["data"]["last_used_at"].is_string());
     app.stop().await;
+}
+
+/// Every audit entry of one kind, newest first.
+async fn audit_of(app: &TestApp, event: AuditEvent) -> Vec<marketd_domain::access::AuditEntry> {
+    let filter = AuditFilter {
+        event: Some(event),
+        ..Default::default()
+    };
+    app.store.audit(&filter, 1000).await.unwrap()
 }
