@@ -1,7 +1,8 @@
 //! Where marketd's data comes from: the deterministic simulated market used for demos and
 //! offline work, CSV files, and exchanges' public APIs.
 //!
-//! [`backfill`] walks a source's history into the store page by page.
+//! [`backfill`] walks a source's history into the store page by page; [`schedule`] keeps
+//! configured series current by backfilling them again on every poll.
 //!
 //! [`exchange`] parses exchange payloads without any I/O; [`source`] fetches them over
 //! HTTP through [`resilience`], which keeps each exchange's failures to itself.
@@ -11,5 +12,6 @@ pub mod csv_import;
 pub mod demo;
 pub mod exchange;
 pub mod resilience;
+pub mod schedule;
 pub mod simulated;
 pub mod source;

@@ -115,7 +115,10 @@ pub async fn run(store: &dyn Store, args: &BackfillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_source(name: SourceName, base_url: Option<&str>) -> anyhow::Result<Box<dyn Source>> {
+pub(crate) fn open_source(
+    name: SourceName,
+    base_url: Option<&str>,
+) -> anyhow::Result<Box<dyn Source>> {
     fn with_base(mut config: UpstreamConfig, base_url: Option<&str>) -> UpstreamConfig {
         if let Some(url) = base_url {
             url.clone_into(&mut config.base_url);

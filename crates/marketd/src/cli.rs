@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `import`, `backfill`, `keys`,
+//! The command line: `serve` (the default), `migrate`, `import`, `backfill`, `ingest`, `keys`,
 //! `openapi`, `config check`.
 
 use std::io::Write;
@@ -51,6 +51,8 @@ enum Command {
     },
     /// Fetch candle history from an exchange, resuming where an earlier run stopped.
     Backfill(crate::backfill::BackfillArgs),
+    /// Run the config file's [[ingest]] jobs without the API, until SIGINT/SIGTERM.
+    Ingest,
     /// Print the OpenAPI document.
     Openapi,
     /// Manage API keys directly in the database.
@@ -169,6 +171,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Some(Command::Ingest) => {
+            let config = Config::load(&common, &serve)?;
+            init_tracing(config.log_format);
+            crate::ingest::run(config).await
+        }
         Some(Command::Keys { command }) => {
             let config = Config::load(&common, &serve)?;
             init_tracing(config.log_format);
@@ -207,6 +214,7 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
         auth_failures_per_minute: inner
             .auth_failures_per_minute
             .or(outer.auth_failures_per_minute),
+        ingest: inner.ingest.or(outer.ingest),
     }
 }
 

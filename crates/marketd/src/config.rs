@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use marketd_api::alerts::{WebhookConfig, WebhookSecret};
 use marketd_api::auth::{Pepper, TrustedProxies};
+use marketd_domain::{Interval, Symbol};
 use serde::{Deserialize, Serialize};
+
+use crate::backfill::SourceName;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://marketd.db";
@@ -43,6 +46,45 @@ pub struct FileConfig {
     pub trusted_proxies: Option<String>,
     /// Where security alerts are POSTed (Standard Webhooks).
     pub security_webhook_url: Option<String>,
+    /// Exchange series to keep current, one `[[ingest]]` table per source.
+    #[serde(default)]
+    pub ingest: Vec<IngestEntry>,
+}
+
+/// One `[[ingest]]` table as written; [`IngestConfig`] is the checked form. Values stay
+/// strings here so that a bad one is reported with its key rather than as a type error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestEntry {
+    /// `binance`, `coinbase` or `kraken`.
+    pub source: String,
+    /// Our symbols, e.g. `["BTC", "ETH"]`.
+    pub symbols: Vec<String>,
+    /// Candle intervals, e.g. `["1m", "1h"]`.
+    pub intervals: Vec<String>,
+    /// History fetched on the first run, e.g. `"7d"`; later runs resume from the store.
+    pub depth: Option<String>,
+    /// Seconds between polls.
+    pub poll_secs: Option<u64>,
+    /// Replaces the exchange's base URL, for a mirror.
+    pub base_url: Option<String>,
+}
+
+/// History the first run fetches when `depth` is not given.
+pub const DEFAULT_INGEST_DEPTH: &str = "7d";
+/// Seconds between polls when `poll_secs` is not given.
+pub const DEFAULT_INGEST_POLL_SECS: u64 = 30;
+
+/// A checked `[[ingest]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    pub source: SourceName,
+    pub symbols: Vec<Symbol>,
+    pub intervals: Vec<Interval>,
+    /// History fetched on the first run.
+    pub depth: Duration,
+    pub poll_every: Duration,
+    pub base_url: Option<String>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -86,6 +128,9 @@ pub struct ServeOverrides {
     /// Failed authentications one client address may make per minute before 429s [default: 10]
     #[arg(long, env = "MARKETD_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u32>,
+    /// Run the config file's [[ingest]] jobs; false turns them off [default: true]
+    #[arg(long, env = "MARKETD_INGEST", value_name = "BOOL")]
+    pub ingest: Option<bool>,
 }
 
 /// The effective configuration.
@@ -103,6 +148,8 @@ pub struct Config {
     /// show flags) or a config file (files get committed).
     pub key_pepper: Option<Pepper>,
     pub auth_failures_per_minute: u32,
+    /// The file's `[[ingest]]` tables; empty when there are none or `MARKETD_INGEST=false`.
+    pub ingest: Vec<IngestConfig>,
 }
 
 /// The environment variable holding the webhook signing secret (`whsec_…`); never a
@@ -137,6 +184,12 @@ pub enum ConfigError {
     AuthFailures,
     #[error("MARKETD_KEY_PEPPER: {0}")]
     KeyPepper(marketd_api::auth::PepperError),
+    #[error("ingest[{index}].{key}: {message}")]
+    Ingest {
+        index: usize,
+        key: &'static str,
+        message: String,
+    },
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -176,12 +229,23 @@ impl Config {
         {
             return Err(ConfigError::DatabaseUrl(mask_url(&database_url)));
         }
+        let ingest = if serve.ingest == Some(false) {
+            Vec::new()
+        } else {
+            file.ingest
+                .iter()
+                .enumerate()
+                .map(|(index, entry)| ingest_config(index, entry))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        // Simulated prices written beside real ones would be indistinguishable from them,
+        // so configured ingest turns the demo off unless it is asked for.
         let demo = if serve.no_demo {
             false
         } else if serve.demo {
             true
         } else {
-            file.demo.unwrap_or(is_sqlite)
+            file.demo.unwrap_or(is_sqlite && ingest.is_empty())
         };
         let max_connections = serve.max_connections.or(file.max_connections).unwrap_or(16);
         if !(1..=1000).contains(&max_connections) {
@@ -220,6 +284,7 @@ impl Config {
             return Err(ConfigError::AuthFailures);
         }
         Ok(Self {
+            ingest,
             auth_failures_per_minute,
             key_pepper,
             trusted_proxies,
@@ -239,7 +304,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\n",
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\n",
             self.listen,
             mask_url(&self.database_url),
             self.demo,
@@ -261,8 +326,103 @@ impl Config {
             } else {
                 "generated file beside a SQLite database"
             },
+            self.ingest
+                .iter()
+                .map(|i| i.symbols.len() * i.intervals.len())
+                .sum::<usize>(),
         )
     }
+}
+
+fn ingest_config(index: usize, entry: &IngestEntry) -> Result<IngestConfig, ConfigError> {
+    let bad = |key: &'static str, message: String| ConfigError::Ingest {
+        index,
+        key,
+        message,
+    };
+    let source = match entry.source.as_str() {
+        "binance" => SourceName::Binance,
+        "coinbase" => SourceName::Coinbase,
+        "kraken" => SourceName::Kraken,
+        other => {
+            return Err(bad(
+                "source",
+                format!("{other:?} does not serve candles; use binance, coinbase or kraken"),
+            ));
+        }
+    };
+    if entry.symbols.is_empty() {
+        return Err(bad("symbols", "list at least one symbol".into()));
+    }
+    let symbols = entry
+        .symbols
+        .iter()
+        .map(|raw| Symbol::parse(raw).map_err(|e| bad("symbols", format!("{raw:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if entry.intervals.is_empty() {
+        return Err(bad("intervals", "list at least one interval".into()));
+    }
+    let intervals = entry
+        .intervals
+        .iter()
+        .map(|raw| {
+            raw.parse::<Interval>().map_err(|_| {
+                bad(
+                    "intervals",
+                    format!("{raw:?} is not an interval; use 1m 5m 15m 1h 4h 1d 1w"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let depth_raw = entry.depth.as_deref().unwrap_or(DEFAULT_INGEST_DEPTH);
+    let depth = parse_depth(depth_raw).ok_or_else(|| {
+        bad(
+            "depth",
+            format!("{depth_raw:?} is not a span such as 90m, 12h, 7d or 2w (at most 3650d)"),
+        )
+    })?;
+    let poll_secs = entry.poll_secs.unwrap_or(DEFAULT_INGEST_POLL_SECS);
+    if !(1..=86_400).contains(&poll_secs) {
+        return Err(bad("poll_secs", "must be between 1 and 86400".into()));
+    }
+    let base_url = match &entry.base_url {
+        None => None,
+        Some(url) => {
+            reqwest::Url::parse(url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| bad("base_url", format!("{url:?} is not an http(s) URL")))?;
+            Some(url.clone())
+        }
+    };
+    Ok(IngestConfig {
+        source,
+        symbols,
+        intervals,
+        depth,
+        poll_every: Duration::from_secs(poll_secs),
+        base_url,
+    })
+}
+
+/// `<count><unit>` with unit `m`, `h`, `d` or `w`; positive and at most ten years, so that
+/// a typo cannot ask an exchange for its whole history.
+fn parse_depth(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let split = raw.len().checked_sub(1)?;
+    let (count, unit) = raw.split_at_checked(split)?;
+    let count: u64 = count.parse().ok()?;
+    let unit_secs = match unit {
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    let secs = count.checked_mul(unit_secs)?;
+    (1..=3_650 * 86_400)
+        .contains(&secs)
+        .then(|| Duration::from_secs(secs))
 }
 
 fn webhook(url: &str) -> Result<WebhookConfig, ConfigError> {
@@ -331,6 +491,83 @@ mod tests {
             Config::load(&common, &flags).unwrap().listen.to_string(),
             "127.0.0.1:1"
         );
+    }
+
+    fn load_file(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, text).unwrap();
+        let common = Overrides {
+            config: Some(path),
+            ..Overrides::default()
+        };
+        Config::load(&common, &ServeOverrides::default())
+    }
+
+    #[test]
+    fn reads_ingest_tables() {
+        let config = load_file(
+            "[[ingest]]\nsource = \"binance\"\nsymbols = [\"BTC\", \"ETH\"]\nintervals = [\"1m\", \"1h\"]\ndepth = \"7d\"\npoll_secs = 30\n\n[[ingest]]\nsource = \"kraken\"\nsymbols = [\"SOL\"]\nintervals = [\"1d\"]\nbase_url = \"http://127.0.0.1:9\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.ingest,
+            [
+                IngestConfig {
+                    source: SourceName::Binance,
+                    symbols: vec![Symbol::parse("BTC").unwrap(), Symbol::parse("ETH").unwrap()],
+                    intervals: vec![Interval::M1, Interval::H1],
+                    depth: Duration::from_secs(7 * 86_400),
+                    poll_every: Duration::from_secs(30),
+                    base_url: None,
+                },
+                IngestConfig {
+                    source: SourceName::Kraken,
+                    symbols: vec![Symbol::parse("SOL").unwrap()],
+                    intervals: vec![Interval::D1],
+                    depth: Duration::from_secs(7 * 86_400),
+                    poll_every: Duration::from_secs(DEFAULT_INGEST_POLL_SECS),
+                    base_url: Some("http://127.0.0.1:9".into()),
+                },
+            ]
+        );
+        assert!(!config.demo, "real data turns the demo off");
+        assert!(config.describe().contains("ingest_series = 5"));
+        assert!(load_file("").unwrap().ingest.is_empty());
+    }
+
+    #[test]
+    fn a_bad_ingest_setting_names_its_key() {
+        let table = |extra: &str| {
+            format!("[[ingest]]\nsource = \"binance\"\nsymbols = [\"BTC\"]\n{extra}\n")
+        };
+        let err = load_file(&table("intervals = [\"1m\", \"2m\"]")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ingest[0].intervals: \"2m\" is not an interval; use 1m 5m 15m 1h 4h 1d 1w"
+        );
+        let err = load_file(&table("intervals = [\"1m\"]\ndepth = \"7 days\"")).unwrap_err();
+        assert!(err.to_string().starts_with("ingest[0].depth:"), "{err}");
+        let err = load_file(&table("intervals = [\"1m\"]\npoll_secs = 0")).unwrap_err();
+        assert!(err.to_string().starts_with("ingest[0].poll_secs:"), "{err}");
+        let err = load_file(&table("intervals = [\"1m\"]\nbase_url = \"ftp://x\"")).unwrap_err();
+        assert!(err.to_string().starts_with("ingest[0].base_url:"), "{err}");
+        let err = load_file(&table("intervals = [\"1m\"]\nsource2 = 1")).unwrap_err();
+        assert!(err.to_string().contains("source2"), "{err}");
+        let err = load_file(
+            "[[ingest]]\nsource = \"coingecko\"\nsymbols = [\"BTC\"]\nintervals = [\"1m\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("ingest[0].source:"), "{err}");
+    }
+
+    #[test]
+    fn depths_are_counts_with_a_unit() {
+        assert_eq!(parse_depth("90m"), Some(Duration::from_secs(5_400)));
+        assert_eq!(parse_depth("2w"), Some(Duration::from_secs(14 * 86_400)));
+        for bad in ["", "d", "0d", "7", "7s", "-1d", "3651d", "1.5h"] {
+            assert_eq!(parse_depth(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod import;
+pub mod ingest;
 pub mod keys;
 pub mod pepper;
 pub mod server;

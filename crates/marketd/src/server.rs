@@ -57,6 +57,8 @@ pub struct Running {
 
 /// Starts serving on `config.listen` (port 0 picks a free one) and returns at once.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    // Built before anything is spawned, so a bad source setting leaves nothing running.
+    let ingest_jobs = crate::ingest::jobs(&config.ingest)?;
     let store = open_store(config).await?;
     let shutdown = CancellationToken::new();
     let mut background = Vec::new();
@@ -109,6 +111,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         )
         .await,
     );
+    // After the last fallible step, so a failed start leaves no poller hitting an exchange.
+    background.extend(crate::ingest::spawn(&store, ingest_jobs, &shutdown));
     let app = marketd_api::app(state);
     let grace = config.shutdown_timeout;
     let token = shutdown.clone();
@@ -143,7 +147,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn termination() {
+pub(crate) async fn termination() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
