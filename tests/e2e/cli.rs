@@ -1,4 +1,4 @@
-//! The real binary: `import`, `backfill`, `config check`, `openapi`, streaming memory and
+//! The real binary: `import`, `backfill`, `ingest`, `config check`, `openapi`, streaming memory and
 //! graceful shutdown on SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -287,6 +287,10 @@ fn serve(db: &TestDb) -> Server {
             "--no-demo",
             "--shutdown-timeout-secs",
             "20",
+            // Each pooled SQLite connection keeps its own page cache (2 MB); a small pool
+            // keeps that constant well below the memory bound the streaming test checks.
+            "--max-connections",
+            "2",
         ])
         .env("MARKETD_DATABASE_URL", &db.url)
         .env("MARKETD_LOG_FORMAT", "json")
@@ -635,4 +639,111 @@ async fn backfill_fetches_every_page_and_fails_loudly_per_symbol() {
         2_500
     );
     store.close().await;
+}
+
+#[tokio::test]
+async fn ingest_follows_the_configured_series_until_sigterm() {
+    let db = TestDb::sqlite();
+    let open_bucket = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        / MINUTE
+        * MINUTE;
+    let upstream: Vec<Candle> = (1..=30)
+        .rev()
+        .map(|i| Candle {
+            open_time: open_bucket - i * MINUTE,
+            open: 100.0,
+            high: 140.0,
+            low: 99.0,
+            close: 100.0 + i as f64,
+            volume: 1.0,
+        })
+        .collect();
+    let url = fake_binance(upstream.clone(), MINUTE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("marketd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[ingest]]\nsource = \"binance\"\nsymbols = [\"BTC\"]\nintervals = [\"1m\"]\ndepth = \"2h\"\npoll_secs = 1\nbase_url = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+
+    let log = dir.path().join("marketd.log");
+    let nothing = {
+        let db_url = db.url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .arg("ingest")
+                .env("MARKETD_DATABASE_URL", db_url)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(!nothing.status.success());
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing to ingest"));
+
+    // Migrated before the child starts, so the two never race to create the tables.
+    let store = store(&db).await;
+    let mut child = Command::new(BIN)
+        .arg("ingest")
+        .arg("--config")
+        .arg(&config)
+        .env("MARKETD_DATABASE_URL", &db.url)
+        .env("MARKETD_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    loop {
+        let stored: Vec<Candle> = store
+            .candles("BTC", Interval::M1, i64::MIN, i64::MAX, u32::MAX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|bar| bar.candle)
+            .collect();
+        if stored == upstream {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "marketd ingest exited with {status}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "ingest stored {} of {} candles; log:\n{}",
+            stored.len(),
+            upstream.len(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.close().await;
+
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if began.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("marketd ingest did not exit after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success());
 }
