@@ -165,7 +165,7 @@ pub async fn authenticate(
     auth.keyring.note_use(&key.id, ip, now);
     tracing::Span::current().record("key_id", key.id.as_str());
     request.extensions_mut().insert(Principal(key));
-    next.run(request).await
+    super::rate_limit::limit(&state, request, next).await
 }
 
 /// Records a failed authentication and answers it: 401, or 429 once this address has

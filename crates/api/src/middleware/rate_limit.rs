@@ -14,7 +14,15 @@ use crate::auth::{ClientIp, Principal};
 use crate::error::{Problem, ProblemType};
 use crate::limiter::rate_limit_headers;
 
+/// The layer on its own, for routers that authenticate some other way.
 pub async fn rate_limit(State(state): State<Access>, request: Request, next: Next) -> Response {
+    limit(&state, request, next).await
+}
+
+/// Rate-limits the authenticated caller of `request`, then runs the rest of the stack.
+/// The auth layer calls this directly after authenticating, so a request passes one
+/// middleware boundary rather than two.
+pub async fn limit(state: &Access, request: Request, next: Next) -> Response {
     let Some(Principal(key)) = request.extensions().get::<Principal>().cloned() else {
         return next.run(request).await;
     };
