@@ -13,7 +13,6 @@
 )]
 mod fake_upstream;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,32 +31,7 @@ const HOUR: i64 = 60 * MIN;
 const T0: i64 = 1_704_067_200_000;
 const PAIR: &str = "BTCUSDT";
 
-async fn run<F, Fut>(kind: Kind, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::new(kind).await else {
-        return;
-    };
-    let store = connect(&db.url, &ConnectOptions::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    test(store.clone()).await;
-    store.close().await;
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Sqlite, super::$name).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Postgres, super::$name).await })*
-        }
-    };
-}
-
-on_both_backends!(
+marketd_testkit::store_suite!(
     stores_exactly_what_the_upstream_had,
     reports_gaps_and_rejections_without_filling_them,
     a_failed_run_resumes_to_the_exact_set,

@@ -13,7 +13,6 @@
 )]
 mod fake_upstream;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +22,7 @@ use marketd_ingest::exchange::SymbolTable;
 use marketd_ingest::resilience::{BreakerConfig, RetryPolicy, UpstreamConfig};
 use marketd_ingest::schedule::{IngestJob, spawn};
 use marketd_ingest::source::{Binance, Source};
-use marketd_storage::{ConnectOptions, Store, connect};
-use marketd_testkit::{Kind, TestDb};
+use marketd_storage::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -34,32 +32,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// Far beyond what any condition needs on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-async fn run<F, Fut>(kind: Kind, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::new(kind).await else {
-        return;
-    };
-    let store = connect(&db.url, &ConnectOptions::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    test(store.clone()).await;
-    store.close().await;
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Sqlite, super::$name).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Postgres, super::$name).await })*
-        }
-    };
-}
-
-on_both_backends!(
+marketd_testkit::store_suite!(
     follows_new_and_changing_candles,
     catches_up_after_an_outage,
     a_failing_job_does_not_hold_up_the_others,

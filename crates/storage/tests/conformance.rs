@@ -3,15 +3,11 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
-use std::future::Future;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
-use marketd_storage::{
-    Asset, CandleRange, ConnectOptions, SourceChoice, Store, connect, read_bars, stream_bars,
-};
-use marketd_testkit::{Kind, TestDb};
+use marketd_storage::{Asset, CandleRange, SourceChoice, Store, read_bars, stream_bars};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -19,32 +15,7 @@ const DAY: i64 = 24 * HOUR;
 /// Monday 2024-01-01 00:00 UTC.
 const MONDAY: i64 = 1_704_067_200_000;
 
-async fn run<F, Fut>(kind: Kind, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::new(kind).await else {
-        return;
-    };
-    let store = connect(&db.url, &ConnectOptions::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    test(store.clone()).await;
-    store.close().await;
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Sqlite, super::$name).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Postgres, super::$name).await })*
-        }
-    };
-}
-
-conformance!(
+marketd_testkit::store_suite!(
     migrations_are_idempotent,
     upsert_is_idempotent,
     upsert_replaces_changed_values,

@@ -2,38 +2,11 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
-use std::future::Future;
 use std::sync::Arc;
 
-use marketd_storage::{BacktestJob, ConnectOptions, JobStatus, Store, StoreError, connect};
-use marketd_testkit::{Kind, TestDb};
+use marketd_storage::{BacktestJob, JobStatus, Store, StoreError};
 
-async fn run<F, Fut>(kind: Kind, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::new(kind).await else {
-        return;
-    };
-    let store = connect(&db.url, &ConnectOptions::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    test(store.clone()).await;
-    store.close().await;
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Sqlite, super::$name).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Postgres, super::$name).await })*
-        }
-    };
-}
-
-conformance!(
+marketd_testkit::store_suite!(
     jobs_are_claimed_oldest_first_and_once,
     finishing_needs_a_running_job,
     cancelled_jobs_are_never_finished,

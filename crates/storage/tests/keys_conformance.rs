@@ -2,42 +2,15 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
-use std::future::Future;
 use std::sync::Arc;
 
 use marketd_domain::access::{
     AuditEntry, AuditEvent, AuditFilter, KeyRecord, KeyUsage, Scope, Scopes,
 };
 use marketd_domain::api_key::KeyEnvironment;
-use marketd_storage::{ConnectOptions, Store, StoreError, connect};
-use marketd_testkit::{Kind, TestDb};
+use marketd_storage::{Store, StoreError};
 
-async fn run<F, Fut>(kind: Kind, test: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(db) = TestDb::new(kind).await else {
-        return;
-    };
-    let store = connect(&db.url, &ConnectOptions::default()).await.unwrap();
-    store.migrate().await.unwrap();
-    test(store.clone()).await;
-    store.close().await;
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Sqlite, super::$name).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::run(super::Kind::Postgres, super::$name).await })*
-        }
-    };
-}
-
-conformance!(
+marketd_testkit::store_suite!(
     keys_round_trip_every_field,
     duplicate_key_ids_conflict,
     keys_page_by_id,

@@ -132,3 +132,39 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Runs each named `async fn(Arc<dyn Store>)` against a fresh, migrated SQLite database
+/// and a fresh, migrated Postgres database (skipped, with a notice, when no Postgres
+/// answers outside CI), as `sqlite::name` and `postgres::name` tests. The store paths
+/// resolve in the calling crate, which depends on `marketd-storage`; testkit itself does
+/// not, so storage's own tests can use it.
+#[macro_export]
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        async fn run<F, Fut>(kind: $crate::Kind, test: F)
+        where
+            F: FnOnce(::std::sync::Arc<dyn ::marketd_storage::Store>) -> Fut,
+            Fut: ::std::future::Future<Output = ()>,
+        {
+            let Some(db) = $crate::TestDb::new(kind).await else {
+                return;
+            };
+            let store = ::marketd_storage::connect(
+                &db.url,
+                &::marketd_storage::ConnectOptions::default(),
+            )
+            .await
+            .unwrap();
+            store.migrate().await.unwrap();
+            test(::std::sync::Arc::clone(&store)).await;
+            store.close().await;
+        }
+
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::run($crate::Kind::Sqlite, super::$name).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::run($crate::Kind::Postgres, super::$name).await })*
+        }
+    };
+}
