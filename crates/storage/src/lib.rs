@@ -10,10 +10,13 @@ mod model;
 mod postgres;
 mod postgres_jobs;
 mod postgres_keys;
+mod postgres_signals;
 mod read;
+mod signals;
 mod sqlite;
 mod sqlite_jobs;
 mod sqlite_keys;
+mod sqlite_signals;
 
 pub use error::StoreError;
 pub use jobs::{BacktestJob, JobStatus, JobStore};
@@ -21,6 +24,7 @@ pub use keys::KeyStore;
 pub use model::{Asset, SeriesInfo};
 pub use postgres::PgStore;
 pub use read::{BarPage, CandleRange, SourceChoice, read_bars, stream_bars};
+pub use signals::{SignalProgress, SignalStore, SignalUpdate, StoredSignal};
 pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
@@ -40,7 +44,7 @@ pub enum Backend {
 /// Everything marketd persists. Implementations must behave identically; the
 /// conformance suite is the specification.
 #[async_trait]
-pub trait Store: KeyStore + JobStore {
+pub trait Store: KeyStore + JobStore + SignalStore {
     fn backend(&self) -> Backend;
 
     /// A cheap round trip, for readiness checks.

@@ -157,11 +157,14 @@ impl Store for PgStore {
             .rows_affected();
         }
         sqlx::query(
-            "INSERT INTO series (symbol, period, first_open_time, last_open_time)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO series (symbol, period, first_open_time, last_open_time,
+                 revision, signals_dirty_from)
+             VALUES ($1, $2, $3, $4, 1, $3)
              ON CONFLICT (symbol, period) DO UPDATE SET
                  first_open_time = LEAST(series.first_open_time, excluded.first_open_time),
-                 last_open_time = GREATEST(series.last_open_time, excluded.last_open_time)",
+                 last_open_time = GREATEST(series.last_open_time, excluded.last_open_time),
+                 revision = series.revision + 1,
+                 signals_dirty_from = LEAST(series.signals_dirty_from, excluded.signals_dirty_from)",
         )
         .bind(symbol)
         .bind(interval.as_str())

@@ -150,11 +150,16 @@ impl Store for SqliteStore {
             written += insert.build().execute(&mut *tx).await?.rows_affected();
         }
         sqlx::query(
-            "INSERT INTO series (symbol, period, first_open_time, last_open_time)
-             VALUES (?, ?, ?, ?)
+            "INSERT INTO series (symbol, period, first_open_time, last_open_time,
+                 revision, signals_dirty_from)
+             VALUES (?1, ?2, ?3, ?4, 1, ?3)
              ON CONFLICT (symbol, period) DO UPDATE SET
                  first_open_time = min(series.first_open_time, excluded.first_open_time),
-                 last_open_time = max(series.last_open_time, excluded.last_open_time)",
+                 last_open_time = max(series.last_open_time, excluded.last_open_time),
+                 revision = series.revision + 1,
+                 signals_dirty_from = min(
+                     coalesce(series.signals_dirty_from, excluded.signals_dirty_from),
+                     excluded.signals_dirty_from)",
         )
         .bind(symbol)
         .bind(interval.as_str())
