@@ -14,3 +14,4 @@ mod indicators;
 mod openapi;
 mod secrets;
 mod signals;
+mod stored_signals;

@@ -9,6 +9,7 @@ pub mod limiter;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
+pub mod signal_engine;
 pub mod state;
 pub mod wire;
 

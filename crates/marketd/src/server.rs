@@ -111,6 +111,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         )
         .await,
     );
+    background.push(marketd_api::signal_engine::spawn(
+        Arc::clone(&store),
+        marketd_api::state::system_clock,
+        shutdown.clone(),
+    ));
     // After the last fallible step, so a failed start leaves no poller hitting an exchange.
     background.extend(crate::ingest::spawn(&store, ingest_jobs, &shutdown));
     let app = marketd_api::app(state);

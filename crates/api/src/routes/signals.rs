@@ -15,6 +15,7 @@ use marketd_domain::strategy::{ENGINE_VERSION, SignalPoint, Strategy, StrategyKi
 use marketd_domain::{Candle, Interval};
 use marketd_storage::{SourceChoice, Store};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
@@ -23,11 +24,12 @@ use super::strategies::{params_map, parse_strategy};
 use super::{IntervalName, cursor, params};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiPath, ApiQuery};
+use crate::signal_engine;
 use crate::state::AppState;
 use crate::wire::Timestamp;
 
 /// Closed candles examined beyond the warm-up to find when the direction last changed.
-const SINCE_LOOKBACK: usize = 1_000;
+pub(crate) const SINCE_LOOKBACK: usize = 1_000;
 const MAX_SYMBOLS: usize = 20;
 /// Most candles one history request may cover.
 const MAX_HISTORY_CANDLES: i64 = 100_000;
@@ -109,6 +111,22 @@ pub struct SignalOut {
     pub engine_version: String,
 }
 
+/// A document computed for this request, or the identical one the signal engine stored.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Entry<T> {
+    Computed(T),
+    Stored(Box<RawValue>),
+}
+
+impl<T> Entry<T> {
+    fn stored(body: String) -> Result<Self, ApiError> {
+        RawValue::from_string(body)
+            .map(Entry::Stored)
+            .map_err(|e| ApiError::Internal(format!("a stored signal is not JSON: {e}")))
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignalsMeta {
     /// Requested symbols that marketd does not track.
@@ -121,6 +139,13 @@ pub struct SignalsMeta {
 pub struct SignalList {
     pub data: Vec<SignalOut>,
     pub meta: SignalsMeta,
+}
+
+/// What `SignalList` documents, with entries that may come from storage.
+#[derive(Debug, Serialize)]
+struct SignalListBody {
+    data: Vec<Entry<SignalOut>>,
+    meta: SignalsMeta,
 }
 
 fn as_of_param(raw: Option<&str>, now: i64) -> Result<i64, ApiError> {
@@ -137,7 +162,7 @@ fn as_of_param(raw: Option<&str>, now: i64) -> Result<i64, ApiError> {
 }
 
 /// Evaluates `strategy` on `candles` and describes the last point.
-fn describe(
+pub(crate) fn describe(
     symbol: &str,
     interval: Interval,
     strategy: &Strategy,
@@ -177,6 +202,34 @@ fn describe(
     })
 }
 
+/// The stored latest signals of a series by strategy name, when they are exactly what
+/// [`latest`] would compute now: the series' newest candle closed in the last interval
+/// (so the request's window ends where the stored one does) and the engine has included
+/// it, and nothing it included has been rewritten since.
+async fn stored_latest(
+    store: &dyn Store,
+    symbol: &str,
+    interval: Interval,
+    now: i64,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let Some(progress) = store.signal_progress_of(symbol, interval).await? else {
+        return Ok(BTreeMap::new());
+    };
+    let live = signal_engine::newest_closed(&progress.series, now)
+        .is_some_and(|newest| newest == interval.bucket_start(now) - interval.millis());
+    if !live || !signal_engine::is_current(&progress, now) {
+        return Ok(BTreeMap::new());
+    }
+    Ok(store
+        .latest_signals(symbol, interval)
+        .await?
+        .into_iter()
+        .filter(|s| Some(s.open_time) == progress.through)
+        .filter(|s| signal_engine::written_by_this_engine(&s.body))
+        .map(|s| (s.strategy, s.body))
+        .collect())
+}
+
 async fn latest(
     store: &dyn Store,
     symbol: &str,
@@ -196,6 +249,9 @@ async fn latest(
 /// default parameters): direction, strength in [-1, 1], when it last changed, and how it
 /// was reached (rule, indicator inputs, input window, input hash, engine version). Only
 /// closed candles are used; with `as_of` the signal is the one known at that instant.
+/// Signals of the built-in strategies with default parameters on stored intervals are
+/// kept current as candles land and served from storage; other parameters, derived
+/// intervals and `as_of` are computed on request. Both give the same answer.
 /// Requires scope `signals:read`.
 #[utoipa::path(get, path = "/v1/signals", tag = "signals", operation_id = "signals_list",
     params(SignalsQuery),
@@ -225,7 +281,9 @@ pub async fn signals_list(
             .filter_map(|kind| Strategy::new(kind, &[]).ok())
             .collect(),
     };
-    let as_of = as_of_param(query.as_of.as_deref(), state.now())?;
+    let now = state.now();
+    let as_of = as_of_param(query.as_of.as_deref(), now)?;
+    let wants_stored = query.as_of.is_none() && strategies.iter().any(signal_engine::is_stored);
     let mut data = Vec::new();
     let mut unknown = Vec::new();
     for symbol in &symbols {
@@ -233,15 +291,28 @@ pub async fn signals_list(
             unknown.push(symbol.clone());
             continue;
         }
+        let mut stored = if wants_stored {
+            stored_latest(state.store.as_ref(), symbol, interval, now).await?
+        } else {
+            BTreeMap::new()
+        };
         for strategy in &strategies {
-            data.push(latest(state.store.as_ref(), symbol, interval, strategy, as_of).await?);
+            let body = signal_engine::is_stored(strategy)
+                .then(|| stored.remove(strategy.kind().name()))
+                .flatten();
+            data.push(match body {
+                Some(body) => Entry::stored(body)?,
+                None => Entry::Computed(
+                    latest(state.store.as_ref(), symbol, interval, strategy, as_of).await?,
+                ),
+            });
         }
     }
     let meta = SignalsMeta {
         unknown,
         as_of: Timestamp(as_of),
     };
-    Ok(Json(SignalList { data, meta }).into_response())
+    Ok(Json(SignalListBody { data, meta }).into_response())
 }
 
 /// Query of `GET /v1/signals/{symbol}/history`.
@@ -304,12 +375,129 @@ pub struct SignalHistory {
     pub meta: HistoryMeta,
 }
 
+/// What `SignalHistory` documents, with entries that may come from storage.
+#[derive(Debug, Serialize)]
+struct SignalHistoryBody {
+    data: Vec<Entry<SignalChange>>,
+    next_cursor: Option<String>,
+    meta: HistoryMeta,
+}
+
+/// The changes of direction among `points` (ascending) whose candle opens in
+/// `[start, end)`. A point is a change when its direction differs from the defined point
+/// before it, which may lie before `start`; the first defined point of all is a change
+/// with no `previous`.
+pub(crate) fn changes_in(
+    points: &[SignalPoint],
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Vec<SignalChange> {
+    let mut changes = Vec::new();
+    let mut previous: Option<&SignalPoint> = None;
+    for point in points.iter().filter(|p| p.defined) {
+        let changed = previous.is_none_or(|p| p.direction != point.direction);
+        if changed && point.open_time >= start && point.open_time < end {
+            changes.push(SignalChange {
+                open_time: Timestamp(point.open_time),
+                as_of: Timestamp(point.open_time + step),
+                direction: point.direction.as_str().to_owned(),
+                previous: previous.map(|p| p.direction.as_str().to_owned()),
+                strength: point.strength,
+                inputs: point.inputs.iter().cloned().collect(),
+            });
+        }
+        previous = Some(point);
+    }
+    changes
+}
+
+/// The stored changes opening in `[first, end)`, when the stored changes of this series
+/// reach back to `start` and include every candle closed by `now`; None otherwise.
+async fn stored_history(
+    store: &dyn Store,
+    symbol: &str,
+    interval: Interval,
+    strategy: &Strategy,
+    (start, first, end): (i64, i64, i64),
+    limit: u32,
+    now: i64,
+) -> Result<Option<Vec<(i64, Entry<SignalChange>)>>, ApiError> {
+    if !signal_engine::is_stored(strategy) {
+        return Ok(None);
+    }
+    let Some(progress) = store.signal_progress_of(symbol, interval).await? else {
+        return Ok(None);
+    };
+    let covered = progress.history_from.is_some_and(|from| from <= start);
+    if !covered || !signal_engine::is_current(&progress, now) {
+        return Ok(None);
+    }
+    let name = strategy.kind().name();
+    let rows = store
+        .signal_changes(symbol, interval, name, first, end, limit)
+        .await?;
+    if !rows
+        .iter()
+        .all(|r| signal_engine::written_by_this_engine(&r.body))
+    {
+        return Ok(None);
+    }
+    rows.into_iter()
+        .map(|r| Ok((r.open_time, Entry::stored(r.body)?)))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// Up to `limit` + 1 changes opening in `[start, end)` after the cursor's `after`, with
+/// their open times: from storage when the stored changes of this series are exactly what
+/// computing them would give, else computed.
+async fn history_page(
+    store: &dyn Store,
+    symbol: &str,
+    interval: Interval,
+    strategy: &Strategy,
+    (start, end, after): (i64, i64, Option<i64>),
+    limit: usize,
+    now: i64,
+) -> Result<Vec<(i64, Entry<SignalChange>)>, ApiError> {
+    let first = after.map_or(start, |a| start.max(a + 1));
+    let fetch = u32::try_from(limit + 1).unwrap_or(u32::MAX);
+    if let Some(stored) = stored_history(
+        store,
+        symbol,
+        interval,
+        strategy,
+        (start, first, end),
+        fetch,
+        now,
+    )
+    .await?
+    {
+        return Ok(stored);
+    }
+    let step = interval.millis();
+    let warm = (strategy.warm_up() + 1) as i64 * step;
+    let (candles, _) = closed_candles(store, symbol, interval, start - warm, end.min(now)).await?;
+    let points = strategy
+        .evaluate(&candles)
+        .map_err(|e| ApiError::Internal(format!("evaluating {}: {e}", strategy.kind().name())))?;
+    Ok(changes_in(&points, start, end, step)
+        .into_iter()
+        .filter(|c| c.open_time.0 >= first)
+        .take(limit + 1)
+        .map(|c| (c.open_time.0, Entry::Computed(c)))
+        .collect())
+}
+
 /// Signal history.
 ///
 /// Every change of direction of one strategy for one symbol within `[start, end)`,
 /// oldest first, each with the inputs that caused it. Computed from closed candles with
-/// the same warm-up as `/v1/signals`, so the two always agree. Requires scope
-/// `signals:read`.
+/// the same warm-up as `/v1/signals`, so the two always agree. Changes of the built-in
+/// strategies with default parameters on stored intervals are recorded as candles land
+/// (the last 100000 candles of a series at most) and served from storage; anything else
+/// is computed on request. Requires scope `signals:read`.
 #[utoipa::path(get, path = "/v1/signals/{symbol}/history", tag = "signals", operation_id = "signals_history",
     params(("symbol" = String, Path, description = "Asset symbol", example = "BTC", pattern = "^[A-Za-z0-9]{1,15}$"), HistoryQuery),
     security(("bearer" = ["signals:read"]), ("api_key" = ["signals:read"])),
@@ -388,44 +576,21 @@ pub async fn signals_history(
     };
 
     let start = interval.bucket_start(start);
-    let warm = (strategy.warm_up() + 1) as i64 * step;
-    let (candles, _) = closed_candles(
+    let limit = query.limit.unwrap_or(100) as usize;
+    let mut page = history_page(
         state.store.as_ref(),
         &symbol,
         interval,
-        start - warm,
-        end.min(now),
+        &strategy,
+        (start, end, after),
+        limit,
+        now,
     )
     .await?;
-    let points = strategy
-        .evaluate(&candles)
-        .map_err(|e| ApiError::Internal(format!("evaluating {}: {e}", strategy.kind().name())))?;
-    let mut changes = Vec::new();
-    let mut previous: Option<&SignalPoint> = None;
-    for point in points.iter().filter(|p| p.defined) {
-        let changed = previous.is_none_or(|p| p.direction != point.direction);
-        if changed && point.open_time >= start && point.open_time < end {
-            changes.push(SignalChange {
-                open_time: Timestamp(point.open_time),
-                as_of: Timestamp(point.open_time + step),
-                direction: point.direction.as_str().to_owned(),
-                previous: previous.map(|p| p.direction.as_str().to_owned()),
-                strength: point.strength,
-                inputs: point.inputs.iter().cloned().collect(),
-            });
-        }
-        previous = Some(point);
-    }
-    let limit = query.limit.unwrap_or(100) as usize;
-    let mut page: Vec<SignalChange> = changes
-        .into_iter()
-        .filter(|c| after.is_none_or(|a| c.open_time.0 > a))
-        .take(limit + 1)
-        .collect();
     let next_cursor = if page.len() > limit {
         page.truncate(limit);
-        page.last().map(|c| {
-            let last = c.open_time.0.to_string();
+        page.last().map(|(open_time, _)| {
+            let last = open_time.to_string();
             let mut fields: Vec<&str> = fingerprint.to_vec();
             fields.push(&last);
             cursor::encode(&fields)
@@ -443,8 +608,8 @@ pub async fn signals_history(
         end: Timestamp(end),
         engine_version: ENGINE_VERSION.to_owned(),
     };
-    Ok(Json(SignalHistory {
-        data: page,
+    Ok(Json(SignalHistoryBody {
+        data: page.into_iter().map(|(_, entry)| entry).collect(),
         next_cursor,
         meta,
     })

@@ -1,0 +1,216 @@
+//! Keeps stored signals current as candles land.
+//!
+//! Every candle write marks its series dirty from the earliest candle it touched (see the
+//! `series` table); this engine polls that bookkeeping and, for each series with closed
+//! candles its signals do not yet include, recomputes only what those candles can change:
+//! the changes of direction from the first touched candle on, and the latest signal of
+//! each built-in strategy with its default parameters. Writers in other processes (a
+//! `marketd import`, another replica's ingest) are picked up the same way.
+//!
+//! Stored documents are produced by the same functions that answer a request on demand,
+//! so the routes may serve either and return identical bytes.
+
+use std::time::Duration;
+
+use marketd_domain::strategy::{ENGINE_VERSION, Strategy, StrategyKind};
+use marketd_storage::{
+    SeriesInfo, SignalProgress, SignalUpdate, SourceChoice, Store, StoredSignal,
+};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::routes::history::closed_candles;
+use crate::routes::signals::{SINCE_LOOKBACK, changes_in, describe};
+use crate::state::Clock;
+
+/// How often the bookkeeping is polled for new candles.
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Most candles of changes recomputed in one pass. A series revised further back (a
+/// first import of years of 1m candles) records its changes from this many candles
+/// before its newest; older changes are computed on request.
+pub const MAX_RECOMPUTE_CANDLES: i64 = 100_000;
+
+/// The strategies whose signals are stored: every built-in one, default parameters.
+pub fn stored_strategies() -> Vec<Strategy> {
+    StrategyKind::all()
+        .into_iter()
+        .filter_map(|kind| Strategy::new(kind, &[]).ok())
+        .collect()
+}
+
+/// Whether `strategy` is one whose signals are stored.
+pub fn is_stored(strategy: &Strategy) -> bool {
+    Strategy::new(strategy.kind(), &[]).is_ok_and(|default| default.params() == strategy.params())
+}
+
+/// Open time of the newest candle of `series` that has closed by `now`.
+pub fn newest_closed(series: &SeriesInfo, now: i64) -> Option<i64> {
+    let step = series.interval.millis();
+    let newest = series
+        .last_open_time
+        .min(series.interval.bucket_start(now) - step);
+    (newest >= series.first_open_time).then_some(newest)
+}
+
+/// Whether the stored signals of a series include every candle closed by `now`, and no
+/// candle they include was rewritten since.
+pub fn is_current(progress: &SignalProgress, now: i64) -> bool {
+    let Some(newest) = newest_closed(&progress.series, now) else {
+        return false;
+    };
+    progress.through == Some(newest) && progress.dirty_from.is_none_or(|dirty| dirty > newest)
+}
+
+/// Whether a stored body was written by this engine version; others are recomputed on
+/// request rather than served.
+pub fn written_by_this_engine(body: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Version<'a> {
+        #[serde(borrow)]
+        engine_version: &'a str,
+    }
+    serde_json::from_str::<Version<'_>>(body).is_ok_and(|v| v.engine_version == ENGINE_VERSION)
+}
+
+/// One pass over every stored series; returns how many were brought up to date.
+pub async fn refresh(store: &dyn Store, now: i64) -> Result<usize, ApiError> {
+    let strategies = stored_strategies();
+    let mut updated = 0;
+    for progress in store.signal_progress().await? {
+        if let Some(update) = recompute(store, &progress, &strategies, now).await? {
+            store.save_signals(&update).await?;
+            updated += 1;
+        }
+    }
+    Ok(updated)
+}
+
+/// Runs [`refresh`] every [`POLL_EVERY`] until `shutdown`. A failed pass is logged and
+/// retried on the next one; it never stops the service.
+pub fn spawn(
+    store: std::sync::Arc<dyn Store>,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(POLL_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            match refresh(store.as_ref(), clock()).await {
+                Ok(0) => {}
+                Ok(series) => tracing::debug!(series, "stored signals updated"),
+                Err(err) => tracing::warn!(error = %err, "updating stored signals failed"),
+            }
+        }
+    })
+}
+
+/// The first candle whose changes must be recomputed, and where recorded history starts.
+struct Span {
+    replace_from: i64,
+    history_from: i64,
+}
+
+fn span(progress: &SignalProgress, newest: i64) -> Option<Span> {
+    let series = &progress.series;
+    let step = series.interval.millis();
+    let pending_from = match progress.through {
+        None => series.first_open_time,
+        Some(through) => progress
+            .dirty_from
+            .map_or(through + step, |dirty| dirty.min(through + step)),
+    };
+    if pending_from > newest {
+        return None;
+    }
+    let floor = newest - (MAX_RECOMPUTE_CANDLES - 1) * step;
+    let recorded = progress
+        .history_from
+        .filter(|&from| pending_from >= from && pending_from >= floor);
+    Some(match recorded {
+        Some(history_from) => Span {
+            replace_from: pending_from,
+            history_from,
+        },
+        // Nothing recorded yet, or candles changed before what is recorded: record the
+        // whole (bounded) history afresh.
+        None => Span {
+            replace_from: i64::MIN,
+            history_from: series.first_open_time.max(floor),
+        },
+    })
+}
+
+async fn recompute(
+    store: &dyn Store,
+    progress: &SignalProgress,
+    strategies: &[Strategy],
+    now: i64,
+) -> Result<Option<SignalUpdate>, ApiError> {
+    let series = &progress.series;
+    let interval = series.interval;
+    let Some(newest) = newest_closed(series, now) else {
+        return Ok(None);
+    };
+    let Some(span) = span(progress, newest) else {
+        return Ok(None);
+    };
+    let step = interval.millis();
+    let until = newest + step;
+    let changes_from = span.replace_from.max(span.history_from);
+    let most_warm_up = strategies.iter().map(Strategy::warm_up).max().unwrap_or(0) as i64;
+    let load_from = (changes_from - (most_warm_up + 1) * step)
+        .min(until - (most_warm_up + SINCE_LOOKBACK as i64) * step);
+    let (candles, _) = closed_candles(store, &series.symbol, interval, load_from, until).await?;
+    let from = |open_time: i64| &candles[candles.partition_point(|c| c.open_time < open_time)..];
+
+    let mut latest = Vec::new();
+    let mut changes = Vec::new();
+    for strategy in strategies {
+        let name = strategy.kind().name();
+        let warm_up = strategy.warm_up() as i64;
+        let window = from(until - (warm_up + SINCE_LOOKBACK as i64) * step);
+        let signal = describe(
+            &series.symbol,
+            interval,
+            strategy,
+            window,
+            SourceChoice::Native,
+        )?;
+        latest.push(StoredSignal {
+            strategy: name.to_owned(),
+            open_time: newest,
+            body: to_json(&signal)?,
+        });
+        let points = strategy
+            .evaluate(from(changes_from - (warm_up + 1) * step))
+            .map_err(|e| ApiError::Internal(format!("evaluating {name}: {e}")))?;
+        for change in changes_in(&points, changes_from, until, step) {
+            changes.push(StoredSignal {
+                strategy: name.to_owned(),
+                open_time: change.open_time.0,
+                body: to_json(&change)?,
+            });
+        }
+    }
+    Ok(Some(SignalUpdate {
+        symbol: series.symbol.clone(),
+        interval,
+        revision: progress.revision,
+        through: newest,
+        history_from: span.history_from,
+        replace_from: span.replace_from,
+        latest,
+        changes,
+    }))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::Internal(format!("encoding a signal: {e}")))
+}
