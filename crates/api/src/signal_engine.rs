@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use marketd_domain::Candle;
 use marketd_domain::strategy::{ENGINE_VERSION, Strategy, StrategyKind};
 use marketd_storage::{
     SeriesInfo, SignalProgress, SignalUpdate, SourceChoice, Store, StoredSignal,
@@ -31,6 +32,9 @@ pub const POLL_EVERY: Duration = Duration::from_secs(1);
 /// first import of years of 1m candles) records its changes from this many candles
 /// before its newest; older changes are computed on request.
 pub const MAX_RECOMPUTE_CANDLES: i64 = 100_000;
+
+/// Candles of changes computed per step of a recomputation.
+const CHUNK_CANDLES: i64 = 1_000;
 
 /// The strategies whose signals are stored: every built-in one, default parameters.
 pub fn stored_strategies() -> Vec<Strategy> {
@@ -79,8 +83,7 @@ pub async fn refresh(store: &dyn Store, now: i64) -> Result<usize, ApiError> {
     let strategies = stored_strategies();
     let mut updated = 0;
     for progress in store.signal_progress().await? {
-        if let Some(update) = recompute(store, &progress, &strategies, now).await? {
-            store.save_signals(&update).await?;
+        if recompute(store, &progress, &strategies, now).await? {
             updated += 1;
         }
     }
@@ -147,35 +150,39 @@ fn span(progress: &SignalProgress, newest: i64) -> Option<Span> {
     })
 }
 
+/// Brings one series' stored signals up to `now`; false when they already were.
 async fn recompute(
     store: &dyn Store,
     progress: &SignalProgress,
     strategies: &[Strategy],
     now: i64,
-) -> Result<Option<SignalUpdate>, ApiError> {
+) -> Result<bool, ApiError> {
     let series = &progress.series;
     let interval = series.interval;
     let Some(newest) = newest_closed(series, now) else {
-        return Ok(None);
+        return Ok(false);
     };
     let Some(span) = span(progress, newest) else {
-        return Ok(None);
+        return Ok(false);
     };
     let step = interval.millis();
     let until = newest + step;
-    let changes_from = span.replace_from.max(span.history_from);
     let most_warm_up = strategies.iter().map(Strategy::warm_up).max().unwrap_or(0) as i64;
-    let load_from = (changes_from - (most_warm_up + 1) * step)
-        .min(until - (most_warm_up + SINCE_LOOKBACK as i64) * step);
-    let (candles, _) = closed_candles(store, &series.symbol, interval, load_from, until).await?;
-    let from = |open_time: i64| &candles[candles.partition_point(|c| c.open_time < open_time)..];
 
     let mut latest = Vec::new();
-    let mut changes = Vec::new();
+    let (candles, _) = closed_candles(
+        store,
+        &series.symbol,
+        interval,
+        until - (most_warm_up + SINCE_LOOKBACK as i64) * step,
+        until,
+    )
+    .await?;
     for strategy in strategies {
-        let name = strategy.kind().name();
-        let warm_up = strategy.warm_up() as i64;
-        let window = from(until - (warm_up + SINCE_LOOKBACK as i64) * step);
+        let window = since(
+            &candles,
+            until - (strategy.warm_up() + SINCE_LOOKBACK) as i64 * step,
+        );
         let signal = describe(
             &series.symbol,
             interval,
@@ -184,31 +191,66 @@ async fn recompute(
             SourceChoice::Native,
         )?;
         latest.push(StoredSignal {
-            strategy: name.to_owned(),
+            strategy: strategy.kind().name().to_owned(),
             open_time: newest,
             body: to_json(&signal)?,
         });
-        let points = strategy
-            .evaluate(from(changes_from - (warm_up + 1) * step))
-            .map_err(|e| ApiError::Internal(format!("evaluating {name}: {e}")))?;
-        for change in changes_in(&points, changes_from, until, step) {
-            changes.push(StoredSignal {
-                strategy: name.to_owned(),
-                open_time: change.open_time.0,
-                body: to_json(&change)?,
-            });
-        }
     }
-    Ok(Some(SignalUpdate {
-        symbol: series.symbol.clone(),
-        interval,
-        revision: progress.revision,
-        through: newest,
-        history_from: span.history_from,
-        replace_from: span.replace_from,
-        latest,
-        changes,
-    }))
+
+    // In chunks, each with its own warm-up and saved on its own, so memory stays small
+    // however many candles changed, and an interrupted pass resumes where it stopped. A
+    // chunk's changes are exactly what a history request starting there finds. Only the
+    // last save brings `through` to the newest candle, which is when routes serve them.
+    let mut replace_from = span.replace_from;
+    let mut chunk_start = span.replace_from.max(span.history_from);
+    while chunk_start < until {
+        let mut changes = Vec::new();
+        let chunk_end = until.min(chunk_start + CHUNK_CANDLES * step);
+        let warm_from = chunk_start - (most_warm_up + 1) * step;
+        let (candles, _) =
+            closed_candles(store, &series.symbol, interval, warm_from, chunk_end).await?;
+        for strategy in strategies {
+            let name = strategy.kind().name();
+            let window = since(
+                &candles,
+                chunk_start - (strategy.warm_up() as i64 + 1) * step,
+            );
+            let points = strategy
+                .evaluate(window)
+                .map_err(|e| ApiError::Internal(format!("evaluating {name}: {e}")))?;
+            for change in changes_in(&points, chunk_start, chunk_end, step) {
+                changes.push(StoredSignal {
+                    strategy: name.to_owned(),
+                    open_time: change.open_time.0,
+                    body: to_json(&change)?,
+                });
+            }
+        }
+        store
+            .save_signals(&SignalUpdate {
+                symbol: series.symbol.clone(),
+                interval,
+                revision: progress.revision,
+                through: chunk_end - step,
+                history_from: span.history_from,
+                replace_from,
+                latest: if chunk_end == until {
+                    std::mem::take(&mut latest)
+                } else {
+                    Vec::new()
+                },
+                changes,
+            })
+            .await?;
+        replace_from = chunk_end;
+        chunk_start = chunk_end;
+    }
+    Ok(true)
+}
+
+/// The candles opening at or after `open_time` (`candles` is ascending).
+fn since(candles: &[Candle], open_time: i64) -> &[Candle] {
+    &candles[candles.partition_point(|c| c.open_time < open_time)..]
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, ApiError> {
