@@ -60,6 +60,7 @@ pub fn config(url: &str) -> Config {
         auth_failures_per_minute: 10,
         key_pepper: Some(marketd_api::auth::Pepper::parse(TEST_PEPPER).unwrap()),
         ingest: Vec::new(),
+        prices: Default::default(),
     }
 }
 

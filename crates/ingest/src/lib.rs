@@ -11,6 +11,7 @@ pub mod backfill;
 pub mod csv_import;
 pub mod demo;
 pub mod exchange;
+pub mod reconcile;
 pub mod resilience;
 pub mod schedule;
 pub mod simulated;

@@ -1,6 +1,11 @@
 //! Continuous ingest: each configured series is backfilled once, then polled for as long
 //! as the process runs, and each source's latest prices are polled beside it.
 //!
+//! A series may name several sources in priority order: a poll the first cannot serve
+//! (an error, an open circuit) is served by the next, for the same buckets, and each
+//! stored candle records the source it came from. Latest prices of every source go to one
+//! [`PriceBoard`], which stores the price reconciled across the fresh ones.
+//!
 //! Every poll starts at the last stored candle rather than after it: that candle may have
 //! been stored while its bucket was open, and the upsert replaces it with the newer value
 //! until the bucket closes. A failed poll is logged and the next one starts from wherever
@@ -15,13 +20,15 @@ use marketd_storage::{Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::backfill::backfill;
+use crate::backfill::{BackfillCause, backfill};
+use crate::reconcile::{PriceBoard, Quote, ReconcileConfig};
 use crate::source::{Source, SourceError, now_ms};
 
 /// One series to keep up to date.
 #[derive(Clone)]
 pub struct IngestJob {
-    pub source: Arc<dyn Source>,
+    /// In priority order: the first that answers supplies the poll.
+    pub sources: Vec<Arc<dyn Source>>,
     pub symbol: String,
     pub interval: Interval,
     /// How much history the first run fetches, in ms; later runs resume from the store.
@@ -31,8 +38,9 @@ pub struct IngestJob {
 
 impl std::fmt::Debug for IngestJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sources: Vec<&str> = self.sources.iter().map(|s| s.name()).collect();
         f.debug_struct("IngestJob")
-            .field("source", &self.source.name())
+            .field("sources", &sources)
             .field("symbol", &self.symbol)
             .field("interval", &self.interval)
             .field("depth_ms", &self.depth_ms)
@@ -47,11 +55,17 @@ impl std::fmt::Debug for IngestJob {
 pub fn spawn(
     store: Arc<dyn Store>,
     jobs: Vec<IngestJob>,
+    prices: ReconcileConfig,
     shutdown: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
+    let board = Arc::new(PriceBoard::new(prices));
     let mut handles: Vec<JoinHandle<()>> = by_source(&jobs)
         .into_iter()
-        .map(|group| tokio::spawn(poll_prices(Arc::clone(&store), group, shutdown.clone())))
+        .enumerate()
+        .map(|(priority, group)| {
+            let (store, board) = (Arc::clone(&store), Arc::clone(&board));
+            tokio::spawn(poll_prices(store, board, priority, group, shutdown.clone()))
+        })
         .collect();
     handles.extend(
         jobs.into_iter()
@@ -68,13 +82,25 @@ struct PriceGroup {
 }
 
 /// Groups jobs by source instance, not by name: two instances may point at different
-/// base URLs, and each has its own rate limit.
+/// base URLs, and each has its own rate limit. Groups come in the order their sources are
+/// first named, which is the priority their prices get.
 fn by_source(jobs: &[IngestJob]) -> Vec<PriceGroup> {
     let mut groups: Vec<(PriceGroup, BTreeSet<String>)> = Vec::new();
-    for job in jobs {
+    let mut by_rank: Vec<(usize, &IngestJob, &Arc<dyn Source>)> = jobs
+        .iter()
+        .flat_map(|job| {
+            job.sources
+                .iter()
+                .enumerate()
+                .map(move |(rank, s)| (rank, job, s))
+        })
+        .collect();
+    // Stable: primaries in job order, then first fallbacks, and so on.
+    by_rank.sort_by_key(|(rank, _, _)| *rank);
+    for (_, job, source) in by_rank {
         let found = groups
             .iter_mut()
-            .find(|(g, _)| Arc::ptr_eq(&g.source, &job.source));
+            .find(|(g, _)| Arc::ptr_eq(&g.source, source));
         match found {
             Some((group, symbols)) => {
                 symbols.insert(job.symbol.clone());
@@ -82,7 +108,7 @@ fn by_source(jobs: &[IngestJob]) -> Vec<PriceGroup> {
             }
             None => groups.push((
                 PriceGroup {
-                    source: Arc::clone(&job.source),
+                    source: Arc::clone(source),
                     symbols: Vec::new(),
                     poll_every: job.poll_every,
                 },
@@ -108,7 +134,6 @@ async fn wait(every: Duration, shutdown: &CancellationToken) -> bool {
 }
 
 async fn poll_candles(store: Arc<dyn Store>, job: IngestJob, shutdown: CancellationToken) {
-    let source = job.source.name();
     let symbol = job.symbol.as_str();
     let interval = job.interval.as_str();
     let mut failing = false;
@@ -120,7 +145,7 @@ async fn poll_candles(store: Arc<dyn Store>, job: IngestJob, shutdown: Cancellat
             polled = poll_once(store.as_ref(), &job) => polled,
         };
         match polled {
-            Ok(written) => {
+            Ok((source, written)) => {
                 if failing {
                     tracing::info!(source, symbol, interval, "ingest recovered");
                 }
@@ -129,7 +154,7 @@ async fn poll_candles(store: Arc<dyn Store>, job: IngestJob, shutdown: Cancellat
             }
             Err(err) => {
                 failing = true;
-                tracing::warn!(source, symbol, interval, error = %err, "ingest poll failed; retrying at the next poll");
+                tracing::warn!(symbol, interval, error = %err, "ingest poll failed on every source; retrying at the next poll");
             }
         }
         if !wait(job.poll_every, &shutdown).await {
@@ -146,32 +171,69 @@ enum PollError {
     Backfill(#[from] crate::backfill::BackfillError),
 }
 
-/// Fetches from the last stored candle, or from `depth` ago on the first run, to now, and
-/// returns how many candles were written.
-async fn poll_once(store: &dyn Store, job: &IngestJob) -> Result<u64, PollError> {
+/// Fetches from the last stored candle, or from `depth` ago on the first run, to now,
+/// from the first source that can, and returns its name and how many candles it wrote.
+async fn poll_once(store: &dyn Store, job: &IngestJob) -> Result<(&'static str, u64), PollError> {
+    let mut failure = None;
+    for source in &job.sources {
+        // Asked again for each source: a failing one may have stored some pages first,
+        // and the next continues after them rather than fetching them twice.
+        let since = resume_point(store, job).await?;
+        match backfill(
+            store,
+            source.as_ref(),
+            &job.symbol,
+            job.interval,
+            since,
+            i64::MAX,
+            |_| {},
+        )
+        .await
+        {
+            Ok(report) => return Ok((source.name(), report.written)),
+            Err(err) if matches!(err.cause, BackfillCause::Store(_)) => return Err(err.into()),
+            // A prices-only source (CoinGecko) listed for a series: not a failure.
+            Err(err) if matches!(err.cause, BackfillCause::Source(SourceError::Unsupported)) => {}
+            Err(err) => {
+                if job.sources.len() > 1 {
+                    tracing::warn!(
+                        source = source.name(),
+                        symbol = job.symbol,
+                        interval = job.interval.as_str(),
+                        error = %err,
+                        "source failed; trying the next"
+                    );
+                }
+                failure = Some(err);
+            }
+        }
+    }
+    match failure {
+        Some(err) => Err(err.into()),
+        None => Ok(("none", 0)),
+    }
+}
+
+/// The last stored candle, or `depth` ago on the first run. Starting at the last stored
+/// candle even when it is older than `depth`: a process that was down for a while fills
+/// the hole rather than leaving one.
+async fn resume_point(store: &dyn Store, job: &IngestJob) -> Result<i64, StoreError> {
     let last = store
         .series(Some(&job.symbol))
         .await?
         .into_iter()
         .find(|s| s.interval == job.interval)
         .map(|s| s.last_open_time);
-    // Starting at the last stored candle even when it is older than `depth`: a process
-    // that was down for a while fills the hole rather than leaving one.
-    let since = last.unwrap_or_else(|| now_ms().saturating_sub(job.depth_ms));
-    let report = backfill(
-        store,
-        job.source.as_ref(),
-        &job.symbol,
-        job.interval,
-        since,
-        i64::MAX,
-        |_| {},
-    )
-    .await?;
-    Ok(report.written)
+    Ok(last.unwrap_or_else(|| now_ms().saturating_sub(job.depth_ms)))
 }
 
-async fn poll_prices(store: Arc<dyn Store>, group: PriceGroup, shutdown: CancellationToken) {
+async fn poll_prices(
+    store: Arc<dyn Store>,
+    board: Arc<PriceBoard>,
+    priority: usize,
+    group: PriceGroup,
+    shutdown: CancellationToken,
+) {
     let source = group.source.name();
     loop {
         let fetched = tokio::select! {
@@ -184,8 +246,25 @@ async fn poll_prices(store: Arc<dyn Store>, group: PriceGroup, shutdown: Cancell
             Err(err) => tracing::warn!(source, error = %err, "latest prices poll failed"),
             Ok(prices) => {
                 for price in prices {
-                    if let Err(err) = store.upsert_latest_price(&price).await {
-                        tracing::warn!(source, symbol = price.symbol, error = %err, "storing a latest price failed");
+                    let quote = Quote {
+                        priority,
+                        price,
+                        received_at: now_ms(),
+                    };
+                    let Some(reconciled) = board.offer(quote, now_ms()) else {
+                        continue;
+                    };
+                    for outlier in &reconciled.outliers {
+                        tracing::warn!(
+                            source = outlier.source,
+                            symbol = reconciled.price.symbol,
+                            price = outlier.price,
+                            divergence_pct = outlier.divergence * 100.0,
+                            "a source's price diverges from the others; left out"
+                        );
+                    }
+                    if let Err(err) = store.upsert_latest_price(&reconciled.price).await {
+                        tracing::warn!(source, symbol = reconciled.price.symbol, error = %err, "storing a latest price failed");
                     }
                 }
             }

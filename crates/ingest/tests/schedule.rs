@@ -19,9 +19,10 @@ use std::time::Duration;
 use fake_upstream::{FakeUpstream, wall_ms};
 use marketd_domain::{Candle, Interval};
 use marketd_ingest::exchange::SymbolTable;
+use marketd_ingest::reconcile::ReconcileConfig;
 use marketd_ingest::resilience::{BreakerConfig, RetryPolicy, UpstreamConfig};
 use marketd_ingest::schedule::{IngestJob, spawn};
-use marketd_ingest::source::{Binance, Source};
+use marketd_ingest::source::{Binance, CoinGecko, Coinbase, Source};
 use marketd_storage::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -37,11 +38,12 @@ marketd_testkit::store_suite!(
     catches_up_after_an_outage,
     a_failing_job_does_not_hold_up_the_others,
     shutdown_stops_every_task,
+    falls_back_to_the_next_source_and_reconciles_prices,
 );
 
 /// Short retries and a breaker that stays closed, so a failed poll ends quickly.
-fn binance(fake: &FakeUpstream) -> Arc<dyn Source> {
-    let config = UpstreamConfig {
+fn quick(fake: &FakeUpstream) -> UpstreamConfig {
+    UpstreamConfig {
         retry: RetryPolicy {
             max_attempts: 2,
             base_delay: Duration::from_millis(5),
@@ -52,13 +54,16 @@ fn binance(fake: &FakeUpstream) -> Arc<dyn Source> {
             cool_down: Duration::from_millis(50),
         },
         ..UpstreamConfig::new(fake.url())
-    };
-    Arc::new(Binance::new(config, SymbolTable::default()).unwrap())
+    }
+}
+
+fn binance(fake: &FakeUpstream) -> Arc<dyn Source> {
+    Arc::new(Binance::new(quick(fake), SymbolTable::default()).unwrap())
 }
 
 fn job(source: &Arc<dyn Source>, symbol: &str) -> IngestJob {
     IngestJob {
-        source: Arc::clone(source),
+        sources: vec![Arc::clone(source)],
         symbol: symbol.to_owned(),
         interval: Interval::M1,
         depth_ms: 60 * MIN,
@@ -140,6 +145,7 @@ async fn follows_new_and_changing_candles(store: Arc<dyn Store>) {
     let handles = spawn(
         Arc::clone(&store),
         vec![job(&binance(&fake), "BTC")],
+        ReconcileConfig::default(),
         shutdown.clone(),
     );
 
@@ -189,6 +195,7 @@ async fn catches_up_after_an_outage(store: Arc<dyn Store>) {
     let handles = spawn(
         Arc::clone(&store),
         vec![job(&binance(&fake), "BTC")],
+        ReconcileConfig::default(),
         shutdown.clone(),
     );
     converges(store.as_ref(), "BTC", &upstream).await;
@@ -218,6 +225,7 @@ async fn a_failing_job_does_not_hold_up_the_others(store: Arc<dyn Store>) {
     let handles = spawn(
         Arc::clone(&store),
         vec![job(&binance(&fake), "ETH"), job(&binance(&fake), "BTC")],
+        ReconcileConfig::default(),
         shutdown.clone(),
     );
     converges(store.as_ref(), "BTC", &upstream).await;
@@ -249,6 +257,7 @@ async fn shutdown_stops_every_task(store: Arc<dyn Store>) {
     let handles = spawn(
         Arc::clone(&store),
         vec![job(&binance(&fake), "BTC")],
+        ReconcileConfig::default(),
         shutdown.clone(),
     );
     assert_eq!(handles.len(), 2, "one candle task and one price task");
@@ -258,4 +267,105 @@ async fn shutdown_stops_every_task(store: Arc<dyn Store>) {
     let requests = fake.seen().len();
     tokio::time::sleep(POLL * 6).await;
     assert_eq!(fake.seen().len(), requests, "a stopped task kept polling");
+}
+
+async fn latest_price(store: &dyn Store, wanted: impl Fn(f64, &str) -> bool) -> (f64, String) {
+    let found = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let latest = store
+                .latest_prices(&["BTC".to_owned()])
+                .await
+                .unwrap()
+                .pop();
+            if let Some(price) = latest.filter(|p| wanted(p.price, &p.source)) {
+                return (price.price, price.source);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let last = store
+        .latest_prices(&["BTC".to_owned()])
+        .await
+        .unwrap()
+        .pop();
+    found.unwrap_or_else(|_| panic!("the expected price was never stored; last {last:?}"))
+}
+
+async fn falls_back_to_the_next_source_and_reconciles_prices(store: Arc<dyn Store>) {
+    let mut primary = FakeUpstream::start().await;
+    let secondary = FakeUpstream::start().await;
+    let (_, mut upstream) = recent_history();
+    // The fallback's candles differ, so where each stored candle came from shows.
+    let fallback: Vec<Candle> = upstream
+        .iter()
+        .map(|c| candle(c.open_time, c.close + 0.5))
+        .collect();
+    primary.candles(PAIR, "1m", upstream.clone());
+    primary.ticker(PAIR, 100.0, 99.0, wall_ms());
+    secondary.candles("BTC-USD", "60", fallback.clone());
+    secondary.quote("bitcoin", 101.0, 1.0, wall_ms() / 1000);
+    primary.go_down().await;
+
+    let sources: Vec<Arc<dyn Source>> = vec![
+        binance(&primary),
+        Arc::new(Coinbase::new(quick(&secondary), SymbolTable::default()).unwrap()),
+        Arc::new(CoinGecko::new(quick(&secondary), SymbolTable::default()).unwrap()),
+    ];
+    let job = IngestJob {
+        sources,
+        ..job(&binance(&primary), "BTC")
+    };
+    let shutdown = CancellationToken::new();
+    let handles = spawn(
+        Arc::clone(&store),
+        vec![job],
+        ReconcileConfig::default(),
+        shutdown.clone(),
+    );
+    // The primary is down: the same buckets come from the fallback, marked as its own.
+    converges(store.as_ref(), "BTC", &fallback).await;
+    let bars = store
+        .candles("BTC", Interval::M1, i64::MIN, i64::MAX, u32::MAX)
+        .await
+        .unwrap();
+    assert!(bars.iter().all(|b| b.source == "coinbase"), "{:?}", bars[0]);
+    // Only CoinGecko answers for prices.
+    assert_eq!(
+        latest_price(store.as_ref(), |_, _| true).await,
+        (101.0, "coingecko".to_owned())
+    );
+
+    // The primary returns: a new candle comes from it, and the price is the median of both.
+    primary.come_back().await;
+    let open_bucket = wall_ms() / MIN * MIN;
+    upstream.retain(|c| c.open_time < open_bucket);
+    upstream.push(candle(open_bucket, 103.0));
+    primary.candles(PAIR, "1m", upstream.clone());
+    let newest = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let bars = store
+                .candles("BTC", Interval::M1, open_bucket, i64::MAX, 1)
+                .await
+                .unwrap();
+            if let Some(bar) = bars.into_iter().next().filter(|b| b.source == "binance") {
+                return bar;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the primary never supplied the new candle");
+    assert_eq!(newest.candle, candle(open_bucket, 103.0));
+    let (price, source) = latest_price(store.as_ref(), |_, s| s.contains('+')).await;
+    assert!((price - 100.5).abs() < 1e-9, "{price}");
+    assert_eq!(source, "binance+coingecko");
+
+    // CoinGecko drifts 40 % away: with two sources, the primary's price stands alone.
+    primary.ticker(PAIR, 100.0, 99.0, wall_ms() + 1_000);
+    secondary.quote("bitcoin", 140.0, 1.0, wall_ms() / 1000);
+    let alone = latest_price(store.as_ref(), |_, s| s == "binance").await;
+    assert_eq!(alone, (100.0, "binance".to_owned()));
+
+    stop(&shutdown, handles).await;
 }

@@ -9,15 +9,18 @@ use marketd_domain::{Interval, Symbol, format_rfc3339_ms, parse_timestamp};
 use marketd_ingest::backfill::{BackfillError, BackfillReport, backfill};
 use marketd_ingest::exchange::SymbolTable;
 use marketd_ingest::resilience::UpstreamConfig;
-use marketd_ingest::source::{Binance, Coinbase, Kraken, Source, SourceError};
+use marketd_ingest::source::{Binance, CoinGecko, Coinbase, Kraken, Source, SourceError};
 use marketd_storage::Store;
 
-/// The exchanges that serve candle history.
+/// The exchanges marketd reads. CoinGecko serves latest prices only, so it is a source for
+/// `[[ingest]]` tables but not for `marketd backfill`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceName {
     Binance,
     Coinbase,
     Kraken,
+    #[value(skip)]
+    Coingecko,
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,6 +138,10 @@ pub(crate) fn open_source(
         }
         SourceName::Kraken => Kraken::new(with_base(Kraken::default_config(), base_url), table)
             .map(|s| Box::new(s) as Box<dyn Source>),
+        SourceName::Coingecko => {
+            CoinGecko::new(with_base(CoinGecko::default_config(), base_url), table)
+                .map(|s| Box::new(s) as Box<dyn Source>)
+        }
     };
     source.context("setting up the source")
 }

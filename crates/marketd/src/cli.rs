@@ -214,6 +214,8 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
         auth_failures_per_minute: inner
             .auth_failures_per_minute
             .or(outer.auth_failures_per_minute),
+        price_fresh_secs: inner.price_fresh_secs.or(outer.price_fresh_secs),
+        price_divergence_pct: inner.price_divergence_pct.or(outer.price_divergence_pct),
         ingest: inner.ingest.or(outer.ingest),
     }
 }

@@ -12,6 +12,7 @@ use marketd_domain::{Interval, Symbol};
 use serde::{Deserialize, Serialize};
 
 use crate::backfill::SourceName;
+use marketd_ingest::reconcile::ReconcileConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://marketd.db";
@@ -46,6 +47,11 @@ pub struct FileConfig {
     pub trusted_proxies: Option<String>,
     /// Where security alerts are POSTed (Standard Webhooks).
     pub security_webhook_url: Option<String>,
+    /// Seconds a source's latest price counts towards the reconciled price.
+    pub price_fresh_secs: Option<u64>,
+    /// Percentage by which a source's price may differ from the median of all fresh
+    /// sources before it is left out.
+    pub price_divergence_pct: Option<f64>,
     /// Exchange series to keep current, one `[[ingest]]` table per source.
     #[serde(default)]
     pub ingest: Vec<IngestEntry>,
@@ -56,7 +62,7 @@ pub struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestEntry {
-    /// `binance`, `coinbase` or `kraken`.
+    /// `binance`, `coinbase`, `kraken` or `coingecko` (latest prices only).
     pub source: String,
     /// Our symbols, e.g. `["BTC", "ETH"]`.
     pub symbols: Vec<String>,
@@ -128,6 +134,12 @@ pub struct ServeOverrides {
     /// Failed authentications one client address may make per minute before 429s [default: 10]
     #[arg(long, env = "MARKETD_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u32>,
+    /// Seconds a source's latest price counts towards the reconciled price [default: 120]
+    #[arg(long, env = "MARKETD_PRICE_FRESH_SECS")]
+    pub price_fresh_secs: Option<u64>,
+    /// Percent a source's price may differ from the median before it is left out [default: 2]
+    #[arg(long, env = "MARKETD_PRICE_DIVERGENCE_PCT")]
+    pub price_divergence_pct: Option<f64>,
     /// Run the config file's [[ingest]] jobs; false turns them off [default: true]
     #[arg(long, env = "MARKETD_INGEST", value_name = "BOOL")]
     pub ingest: Option<bool>,
@@ -150,6 +162,8 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     /// The file's `[[ingest]]` tables; empty when there are none or `MARKETD_INGEST=false`.
     pub ingest: Vec<IngestConfig>,
+    /// How latest prices of several sources are reconciled.
+    pub prices: ReconcileConfig,
 }
 
 /// The environment variable holding the webhook signing secret (`whsec_…`); never a
@@ -184,6 +198,10 @@ pub enum ConfigError {
     AuthFailures,
     #[error("MARKETD_KEY_PEPPER: {0}")]
     KeyPepper(marketd_api::auth::PepperError),
+    #[error("price_fresh_secs: must be between 1 and 86400")]
+    PriceFresh,
+    #[error("price_divergence_pct: must be a number above 0 and at most 100")]
+    PriceDivergence,
     #[error("ingest[{index}].{key}: {message}")]
     Ingest {
         index: usize,
@@ -283,8 +301,13 @@ impl Config {
         if auth_failures_per_minute == 0 {
             return Err(ConfigError::AuthFailures);
         }
+        let prices = price_reconcile(
+            serve.price_fresh_secs.or(file.price_fresh_secs),
+            serve.price_divergence_pct.or(file.price_divergence_pct),
+        )?;
         Ok(Self {
             ingest,
+            prices,
             auth_failures_per_minute,
             key_pepper,
             trusted_proxies,
@@ -304,7 +327,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\n",
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\n",
             self.listen,
             mask_url(&self.database_url),
             self.demo,
@@ -330,6 +353,8 @@ impl Config {
                 .iter()
                 .map(|i| i.symbols.len() * i.intervals.len())
                 .sum::<usize>(),
+            self.prices.fresh_for.as_secs(),
+            self.prices.max_divergence * 100.0,
         )
     }
 }
@@ -344,10 +369,11 @@ fn ingest_config(index: usize, entry: &IngestEntry) -> Result<IngestConfig, Conf
         "binance" => SourceName::Binance,
         "coinbase" => SourceName::Coinbase,
         "kraken" => SourceName::Kraken,
+        "coingecko" => SourceName::Coingecko,
         other => {
             return Err(bad(
                 "source",
-                format!("{other:?} does not serve candles; use binance, coinbase or kraken"),
+                format!("{other:?} is not a source; use binance, coinbase, kraken or coingecko"),
             ));
         }
     };
@@ -453,6 +479,27 @@ pub fn mask_url(url: &str) -> String {
     }
 }
 
+fn price_reconcile(
+    fresh_secs: Option<u64>,
+    divergence_pct: Option<f64>,
+) -> Result<ReconcileConfig, ConfigError> {
+    let defaults = ReconcileConfig::default();
+    let fresh_for = match fresh_secs {
+        None => defaults.fresh_for,
+        Some(secs) if (1..=86_400).contains(&secs) => Duration::from_secs(secs),
+        Some(_) => return Err(ConfigError::PriceFresh),
+    };
+    let max_divergence = match divergence_pct {
+        None => defaults.max_divergence,
+        Some(pct) if pct > 0.0 && pct <= 100.0 => pct / 100.0,
+        Some(_) => return Err(ConfigError::PriceDivergence),
+    };
+    Ok(ReconcileConfig {
+        fresh_for,
+        max_divergence,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,7 +602,7 @@ mod tests {
         let err = load_file(&table("intervals = [\"1m\"]\nsource2 = 1")).unwrap_err();
         assert!(err.to_string().contains("source2"), "{err}");
         let err = load_file(
-            "[[ingest]]\nsource = \"coingecko\"\nsymbols = [\"BTC\"]\nintervals = [\"1m\"]\n",
+            "[[ingest]]\nsource = \"bitstamp\"\nsymbols = [\"BTC\"]\nintervals = [\"1m\"]\n",
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("ingest[0].source:"), "{err}");
@@ -584,5 +631,27 @@ mod tests {
         };
         let err = Config::load(&common, &ServeOverrides::default()).unwrap_err();
         assert!(err.to_string().starts_with("database_url:"));
+        for (fresh, pct, key) in [
+            (Some(0), None, "price_fresh_secs:"),
+            (None, Some(0.0), "price_divergence_pct:"),
+            (None, Some(f64::NAN), "price_divergence_pct:"),
+            (None, Some(150.0), "price_divergence_pct:"),
+        ] {
+            let bad = ServeOverrides {
+                price_fresh_secs: fresh,
+                price_divergence_pct: pct,
+                ..ServeOverrides::default()
+            };
+            let err = Config::load(&Overrides::default(), &bad).unwrap_err();
+            assert!(err.to_string().starts_with(key), "{err}");
+        }
+        let tuned = ServeOverrides {
+            price_fresh_secs: Some(30),
+            price_divergence_pct: Some(0.5),
+            ..ServeOverrides::default()
+        };
+        let config = Config::load(&Overrides::default(), &tuned).unwrap();
+        assert_eq!(config.prices.fresh_for, Duration::from_secs(30));
+        assert!((config.prices.max_divergence - 0.005).abs() < 1e-12);
     }
 }

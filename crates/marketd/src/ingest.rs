@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use marketd_ingest::reconcile::ReconcileConfig;
 use marketd_ingest::schedule::{self, IngestJob};
 use marketd_ingest::source::Source;
 use marketd_storage::Store;
@@ -19,7 +20,9 @@ type SourceKey<'a> = (SourceName, Option<&'a str>);
 
 /// One job per symbol and interval. Tables naming the same exchange and base URL share one
 /// source, so they share its rate limit and circuit breaker as the exchange sees them as
-/// one client.
+/// one client. When several tables list the same symbol and interval, the first is its
+/// primary source and the later ones its fallbacks, in order; the primary's table sets
+/// the depth and poll period.
 pub fn jobs(tables: &[IngestConfig]) -> anyhow::Result<Vec<IngestJob>> {
     let mut sources: Vec<(SourceKey<'_>, Arc<dyn Source>)> = Vec::new();
     let mut jobs = Vec::new();
@@ -37,13 +40,24 @@ pub fn jobs(tables: &[IngestConfig]) -> anyhow::Result<Vec<IngestJob>> {
         let depth_ms = i64::try_from(table.depth.as_millis()).unwrap_or(i64::MAX);
         for symbol in &table.symbols {
             for &interval in &table.intervals {
-                jobs.push(IngestJob {
-                    source: Arc::clone(&source),
-                    symbol: symbol.to_string(),
-                    interval,
-                    depth_ms,
-                    poll_every: table.poll_every,
-                });
+                let symbol = symbol.to_string();
+                let listed = jobs
+                    .iter_mut()
+                    .find(|j: &&mut IngestJob| j.symbol == symbol && j.interval == interval);
+                match listed {
+                    Some(job) => {
+                        if !job.sources.iter().any(|s| Arc::ptr_eq(s, &source)) {
+                            job.sources.push(Arc::clone(&source));
+                        }
+                    }
+                    None => jobs.push(IngestJob {
+                        sources: vec![Arc::clone(&source)],
+                        symbol,
+                        interval,
+                        depth_ms,
+                        poll_every: table.poll_every,
+                    }),
+                }
             }
         }
     }
@@ -54,12 +68,13 @@ pub fn jobs(tables: &[IngestConfig]) -> anyhow::Result<Vec<IngestJob>> {
 pub fn spawn(
     store: &Arc<dyn Store>,
     jobs: Vec<IngestJob>,
+    prices: ReconcileConfig,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     if !jobs.is_empty() {
         tracing::info!(series = jobs.len(), "ingest started");
     }
-    schedule::spawn(Arc::clone(store), jobs, shutdown.clone())
+    schedule::spawn(Arc::clone(store), jobs, prices, shutdown.clone())
 }
 
 /// How long `marketd ingest` waits for its jobs after SIGINT/SIGTERM; they stop at their
@@ -76,7 +91,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let jobs = jobs(&config.ingest)?;
     let store = crate::server::open_store(&config).await?;
     let shutdown = CancellationToken::new();
-    let handles = spawn(&store, jobs, &shutdown);
+    let handles = spawn(&store, jobs, config.prices, &shutdown);
     crate::server::termination().await;
     tracing::info!("shutting down");
     shutdown.cancel();
@@ -91,4 +106,51 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     store.close().await;
     joined.context("stopping ingest")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+    use marketd_domain::Interval;
+
+    use super::*;
+    use crate::backfill::SourceName;
+
+    fn table(source: SourceName, symbols: &[&str], poll_secs: u64) -> IngestConfig {
+        IngestConfig {
+            source,
+            symbols: symbols.iter().map(|s| s.parse().unwrap()).collect(),
+            intervals: vec![Interval::H1],
+            depth: Duration::from_secs(86_400),
+            poll_every: Duration::from_secs(poll_secs),
+            base_url: None,
+        }
+    }
+
+    #[test]
+    fn later_tables_for_a_series_are_its_fallbacks_in_order() {
+        let tables = [
+            table(SourceName::Binance, &["BTC"], 30),
+            table(SourceName::Coinbase, &["BTC", "ETH"], 60),
+            table(SourceName::Coingecko, &["BTC"], 90),
+        ];
+        let jobs = jobs(&tables).unwrap();
+        let listed: Vec<(&str, Vec<&str>, u64)> = jobs
+            .iter()
+            .map(|j| {
+                let names = j.sources.iter().map(|s| s.name()).collect();
+                (j.symbol.as_str(), names, j.poll_every.as_secs())
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("BTC", vec!["binance", "coinbase", "coingecko"], 30),
+                ("ETH", vec!["coinbase"], 60),
+            ]
+        );
+        // One source instance per table, shared by the jobs that name it.
+        assert!(Arc::ptr_eq(&jobs[0].sources[1], &jobs[1].sources[0]));
+    }
 }

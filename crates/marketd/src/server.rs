@@ -117,7 +117,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         shutdown.clone(),
     ));
     // After the last fallible step, so a failed start leaves no poller hitting an exchange.
-    background.extend(crate::ingest::spawn(&store, ingest_jobs, &shutdown));
+    background.extend(crate::ingest::spawn(
+        &store,
+        ingest_jobs,
+        config.prices,
+        &shutdown,
+    ));
     let app = marketd_api::app(state);
     let grace = config.shutdown_timeout;
     let token = shutdown.clone();
