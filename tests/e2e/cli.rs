@@ -9,7 +9,7 @@ use marketd_domain::{Candle, Interval};
 use marketd_storage::{ConnectOptions, Store, connect};
 use marketd_testkit::TestDb;
 
-const BIN: &str = env!("CARGO_BIN_EXE_marketd");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_marketd");
 const MINUTE: i64 = 60_000;
 /// 2024-01-01T00:00:00Z.
 const ORIGIN: i64 = 1_704_067_200_000;
@@ -517,13 +517,20 @@ fn keys_commands_manage_the_lifecycle() {
 /// Binance's klines endpoint over one series, paged as Binance pages: open times in
 /// `[startTime, endTime]`, at most `limit` rows, whatever the symbol asked for.
 async fn fake_binance(candles: Vec<Candle>, step: i64) -> String {
+    fake_binance_of(std::sync::Arc::new(std::sync::Mutex::new(candles)), step).await
+}
+
+/// [`fake_binance`] over a series the test may change while it runs.
+pub(crate) async fn fake_binance_of(
+    candles: std::sync::Arc<std::sync::Mutex<Vec<Candle>>>,
+    step: i64,
+) -> String {
     use std::collections::HashMap;
 
     use axum::extract::Query;
 
-    let candles = std::sync::Arc::new(candles);
     let klines = move |Query(q): Query<HashMap<String, String>>| {
-        let candles = std::sync::Arc::clone(&candles);
+        let candles = candles.lock().unwrap().clone();
         async move {
             let param = |name: &str, default: i64| {
                 q.get(name).map_or(default, |v| v.parse::<i64>().unwrap())

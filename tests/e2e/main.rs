@@ -12,6 +12,7 @@ mod cli;
 mod helpers;
 mod indicators;
 mod openapi;
+mod replicas;
 mod secrets;
 mod signals;
 mod stored_signals;

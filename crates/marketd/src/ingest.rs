@@ -8,7 +8,7 @@ use anyhow::Context;
 use marketd_ingest::reconcile::ReconcileConfig;
 use marketd_ingest::schedule::{self, IngestJob};
 use marketd_ingest::source::Source;
-use marketd_storage::Store;
+use marketd_storage::{Lease, Store};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -64,17 +64,82 @@ pub fn jobs(tables: &[IngestConfig]) -> anyhow::Result<Vec<IngestJob>> {
     Ok(jobs)
 }
 
-/// Starts `jobs`, logging how many there are when there are any.
+/// How often a replica that does not lead ingest tries to, and how often the leader
+/// checks that it still does. A leader that exits or dies frees its lock as its
+/// connection closes, so another replica takes over within about this long.
+pub const LEADERSHIP_CHECK: Duration = Duration::from_secs(1);
+
+/// The name every replica's leadership lock is taken under.
+const INGEST_LEADERSHIP: &str = "marketd ingest";
+
+/// Starts `jobs` under leadership: of all processes sharing the database, only the one
+/// holding the ingest lock polls the exchanges; the others stand by to take over.
 pub fn spawn(
     store: &Arc<dyn Store>,
     jobs: Vec<IngestJob>,
     prices: ReconcileConfig,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    if !jobs.is_empty() {
-        tracing::info!(series = jobs.len(), "ingest started");
+    if jobs.is_empty() {
+        return Vec::new();
     }
-    schedule::spawn(Arc::clone(store), jobs, prices, shutdown.clone())
+    let task = lead_and_ingest(Arc::clone(store), jobs, prices, shutdown.clone());
+    vec![tokio::spawn(task)]
+}
+
+async fn lead_and_ingest(
+    store: Arc<dyn Store>,
+    jobs: Vec<IngestJob>,
+    prices: ReconcileConfig,
+    shutdown: CancellationToken,
+) {
+    while let Some(mut lease) = lead(store.as_ref(), &shutdown).await {
+        tracing::info!(series = jobs.len(), "leading ingest");
+        let ingesting = shutdown.child_token();
+        let handles = schedule::spawn(Arc::clone(&store), jobs.clone(), prices, ingesting.clone());
+        let lost = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break false,
+                () = tokio::time::sleep(LEADERSHIP_CHECK) => {
+                    if !lease.still_held().await {
+                        break true;
+                    }
+                }
+            }
+        };
+        // Another replica may already lead: stop before giving the lock up for good.
+        ingesting.cancel();
+        for handle in handles {
+            let _ = handle.await;
+        }
+        lease.release().await;
+        if !lost {
+            return;
+        }
+        tracing::warn!("lost ingest leadership with the database connection; ingest paused");
+    }
+}
+
+/// Waits for leadership; `None` on shutdown.
+async fn lead(store: &dyn Store, shutdown: &CancellationToken) -> Option<Box<dyn Lease>> {
+    let mut standing_by = false;
+    loop {
+        match store.try_lead(INGEST_LEADERSHIP).await {
+            Ok(Some(lease)) => return Some(lease),
+            Ok(None) if !standing_by => {
+                standing_by = true;
+                tracing::info!("another replica leads ingest; standing by to take over");
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot reach the database to take ingest leadership");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(LEADERSHIP_CHECK) => {}
+        }
+    }
 }
 
 /// How long `marketd ingest` waits for its jobs after SIGINT/SIGTERM; they stop at their

@@ -6,6 +6,7 @@
 mod error;
 mod jobs;
 mod keys;
+mod leader;
 mod model;
 mod postgres;
 mod postgres_jobs;
@@ -21,6 +22,7 @@ mod sqlite_signals;
 pub use error::StoreError;
 pub use jobs::{BacktestJob, JobStatus, JobStore};
 pub use keys::KeyStore;
+pub use leader::{Lease, lock_key};
 pub use model::{Asset, SeriesInfo};
 pub use postgres::PgStore;
 pub use read::{BarPage, CandleRange, SourceChoice, read_bars, stream_bars};
@@ -87,6 +89,10 @@ pub trait Store: KeyStore + JobStore + SignalStore {
 
     /// Latest prices of the given symbols; symbols without one are simply absent.
     async fn latest_prices(&self, symbols: &[String]) -> Result<Vec<LatestPrice>>;
+
+    /// Takes leadership of `job` among the processes sharing this database, if no other
+    /// holds it; see [`Lease`].
+    async fn try_lead(&self, job: &str) -> Result<Option<Box<dyn Lease>>>;
 
     /// Closes the pool, waiting for checked-out connections to return.
     async fn close(&self);

@@ -235,6 +235,10 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(price_from_row).collect())
     }
 
+    async fn try_lead(&self, job: &str) -> Result<Option<Box<dyn crate::Lease>>> {
+        self.try_lead_pg(job).await
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -236,6 +236,10 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(price_from_row).collect())
     }
 
+    async fn try_lead(&self, _job: &str) -> Result<Option<Box<dyn crate::Lease>>> {
+        Ok(Some(Box::new(crate::leader::SoleLease)))
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
