@@ -21,6 +21,7 @@ both_backends!(
     streams_csv_and_ndjson,
     validation_errors_are_problems,
     unknown_routes_methods_and_symbols_are_problems,
+    metrics_count_requests_by_route_template,
 );
 
 async fn json(response: reqwest::Response) -> (StatusCode, String, Value) {
@@ -69,6 +70,11 @@ async fn health_and_readiness(app: &TestApp) {
     let (status, _, body) = json(app.get("/readyz").await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ready");
+    assert_eq!(
+        body["sources"],
+        serde_json::json!([]),
+        "nothing is ingested here"
+    );
     let response = app.get("/openapi.json").await;
     assert_eq!(response.status(), 200);
     let doc: Value = response.json().await.unwrap();
@@ -596,4 +602,83 @@ async fn a_dead_database_degrades_to_503() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
+}
+
+/// The value of the sample exactly named `series` (name and labels) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn metrics_count_requests_by_route_template(app: &TestApp) {
+    seed_btc(app.store.as_ref(), 3).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/v1/prices?symbols=BTC,ETH").await.status(), 200);
+    }
+    assert_eq!(app.get("/v1/ohlcv/BTC?interval=1h").await.status(), 200);
+    let anon = app
+        .anon
+        .get(app.url("/v1/prices?symbols=BTC"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+    assert_eq!(app.get("/v1/no-such-route/xyz").await.status(), 404);
+
+    let response = app.anon.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "no key needed");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let scrape = response.text().await.unwrap();
+    let requests = |route: &str, status: u16| {
+        sample(
+            &scrape,
+            &format!(
+                "marketd_http_requests_total{{method=\"GET\",route=\"{route}\",status=\"{status}\"}}"
+            ),
+        )
+    };
+    assert_eq!(requests("/v1/prices", 200), Some(3.0), "{scrape}");
+    assert_eq!(requests("/v1/prices", 401), Some(1.0));
+    assert_eq!(requests("/v1/ohlcv/{symbol}", 200), Some(1.0));
+    assert_eq!(requests("unmatched", 404), Some(1.0));
+    assert_eq!(
+        sample(
+            &scrape,
+            r#"marketd_http_request_duration_seconds_count{method="GET",route="/v1/prices"}"#
+        ),
+        Some(4.0)
+    );
+    assert!(sample(&scrape, "marketd_auth_failures_total").unwrap() >= 1.0);
+    assert_eq!(
+        sample(&scrape, "marketd_http_requests_in_flight"),
+        Some(1.0),
+        "the scrape itself"
+    );
+    assert!(sample(&scrape, "marketd_db_pool_max_connections").unwrap() >= 1.0);
+    // Label values come from route templates only: never a raw path, a query or a key.
+    for leak in [
+        "no-such-route",
+        "symbols=",
+        "BTC,ETH",
+        "mkd_",
+        app.admin_key.as_str(),
+    ] {
+        assert!(!scrape.contains(leak), "{leak} leaked into /metrics");
+    }
+    // Every sample line belongs to a family declared with HELP and TYPE.
+    for line in scrape.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| scrape.contains(&format!("# TYPE {base} histogram")))
+            .unwrap_or(name);
+        assert!(scrape.contains(&format!("# TYPE {family} ")), "{line}");
+    }
 }

@@ -50,7 +50,7 @@ async fn every_secured_route_enforces_its_scope(app: &TestApp) {
         let scope = match requirement {
             Requirement::Public => {
                 assert!(
-                    ["/healthz", "/readyz"].contains(&path),
+                    ["/healthz", "/readyz", "/metrics"].contains(&path),
                     "{method} {path} is public"
                 );
                 continue;

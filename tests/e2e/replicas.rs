@@ -144,3 +144,62 @@ async fn one_replica_ingests_and_another_takes_over_when_it_dies() {
     b.wait().unwrap();
     store.close().await;
 }
+
+/// One `marketd serve` ingesting from a fake Binance reports it in `/metrics` and
+/// `/readyz`.
+#[tokio::test]
+async fn ingest_shows_in_metrics_and_readiness() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let open_bucket = now / MINUTE * MINUTE;
+    let upstream: Vec<Candle> = (1..=20)
+        .rev()
+        .map(|i| minute(open_bucket - i * MINUTE, 100.0 + i as f64))
+        .collect();
+    let url = fake_binance_of(Arc::new(Mutex::new(upstream.clone())), MINUTE).await;
+    let app = crate::helpers::spawn_app_on(TestDb::sqlite(), |db_url| {
+        let mut config = crate::helpers::config(db_url);
+        config.ingest = vec![marketd::config::IngestConfig {
+            source: marketd::backfill::SourceName::Binance,
+            symbols: vec!["BTC".parse().unwrap()],
+            intervals: vec![Interval::M1],
+            depth: Duration::from_secs(3_600),
+            poll_every: Duration::from_secs(1),
+            base_url: Some(url.clone()),
+        }];
+        config
+    })
+    .await
+    .unwrap();
+    wait_for("the upstream stored", &[], async || {
+        stored(app.store.as_ref()).await == upstream
+    })
+    .await;
+
+    let scrape = app.get("/metrics").await.text().await.unwrap();
+    let ok = scrape
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"marketd_ingest_requests_total{source="binance",instance="0",outcome="ok"} "#,
+            )
+        })
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(ok.is_some_and(|n| n >= 1), "{scrape}");
+    assert!(scrape.contains(r#"marketd_ingest_circuit_open{source="binance",instance="0"} 0"#));
+    let lag = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"marketd_ingest_lag_seconds{symbol="BTC",interval="1m"} "#))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("ingest lag is exported");
+    // The newest closed minute closed at the latest a minute ago (plus the test's time).
+    assert!((0.0..200.0).contains(&lag), "{lag}");
+
+    let ready: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["sources"][0]["name"], "binance");
+    assert_eq!(ready["sources"][0]["circuit"], "closed");
+    assert!(ready["sources"][0]["requests_ok"].as_u64().unwrap() >= 1);
+    app.stop().await;
+}

@@ -6,12 +6,15 @@ pub mod backtests;
 pub mod error;
 pub mod extract;
 pub mod limiter;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod signal_engine;
 pub mod state;
 pub mod wire;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::header;
@@ -38,6 +41,7 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::health_get))
         .routes(routes!(health::ready_get))
+        .routes(routes!(routes::metrics::metrics_get))
         .routes(routes!(assets::assets_list))
         .routes(routes!(assets::assets_get))
         .routes(routes!(prices::prices_list))
@@ -57,6 +61,13 @@ fn api_router() -> OpenApiRouter<AppState> {
             routes::backtests::backtests_cancel
         ))
         .routes(routes!(routes::backtests::backtests_trades))
+}
+
+/// Every route template the app serves, as axum's `MatchedPath` reports them.
+pub fn route_templates() -> Vec<String> {
+    let mut templates: Vec<String> = openapi().paths.paths.into_keys().collect();
+    templates.extend(["/openapi.json", "/docs", "/docs/", "/docs/{*rest}"].map(String::from));
+    templates
 }
 
 /// The OpenAPI document, as served at `/openapi.json` and committed in `openapi/`.
@@ -109,6 +120,10 @@ pub fn app(state: AppState) -> Router {
                 X_API_KEY,
             ]))
             .layer(from_fn(middleware::request_id::request_id))
+            .layer(from_fn_with_state(
+                Arc::clone(&state.metrics),
+                middleware::metrics::record,
+            ))
             .layer(from_fn(middleware::problem::problem_details))
             // Inside problem rendering, so a panic becomes a 500 problem with the request id.
             .layer(CatchPanicLayer::custom(panic_response))

@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use marketd_domain::Interval;
+use marketd_ingest::source::Source;
 use marketd_storage::Store;
 
 use crate::auth::Auth;
 use crate::backtests::JobQueue;
+use crate::metrics::HttpMetrics;
 
 /// Milliseconds since the Unix epoch; injectable so tests can fix "now".
 pub type Clock = fn() -> i64;
@@ -26,6 +29,25 @@ pub struct AppState {
     pub clock: Clock,
     /// A latest price older than this is reported with `stale: true`.
     pub stale_after_ms: i64,
+    pub metrics: Arc<HttpMetrics>,
+    /// What this process ingests, for metrics and readiness.
+    pub ingest: Arc<IngestView>,
+}
+
+/// The exchange sources and series a process is configured to ingest.
+#[derive(Default)]
+pub struct IngestView {
+    pub sources: Vec<Arc<dyn Source>>,
+    pub series: Vec<(String, Interval)>,
+}
+
+impl std::fmt::Debug for IngestView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestView")
+            .field("sources", &self.sources.len())
+            .field("series", &self.series)
+            .finish()
+    }
 }
 
 impl AppState {
@@ -36,6 +58,10 @@ impl AppState {
             jobs: Arc::new(JobQueue::default()),
             clock: system_clock,
             stale_after_ms: 120_000,
+            metrics: Arc::new(crate::metrics::HttpMetrics::new(
+                crate::route_templates().iter().map(String::as_str),
+            )),
+            ingest: Arc::default(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use marketd_api::state::IngestView;
 use marketd_ingest::reconcile::ReconcileConfig;
 use marketd_ingest::schedule::{self, IngestJob};
 use marketd_ingest::source::Source;
@@ -62,6 +63,20 @@ pub fn jobs(tables: &[IngestConfig]) -> anyhow::Result<Vec<IngestJob>> {
         }
     }
     Ok(jobs)
+}
+
+/// The sources (each instance once) and series of `jobs`, for metrics and readiness.
+pub fn view(jobs: &[IngestJob]) -> IngestView {
+    let mut view = IngestView::default();
+    for job in jobs {
+        for source in &job.sources {
+            if !view.sources.iter().any(|s| Arc::ptr_eq(s, source)) {
+                view.sources.push(Arc::clone(source));
+            }
+        }
+        view.series.push((job.symbol.clone(), job.interval));
+    }
+    view
 }
 
 /// How often a replica that does not lead ingest tries to, and how often the leader

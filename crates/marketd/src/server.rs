@@ -100,7 +100,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     background.push(tokio::spawn(
         Arc::clone(&auth).maintain(marketd_api::state::system_clock, shutdown.clone()),
     ));
-    let state = AppState::new(Arc::clone(&store), Arc::clone(&auth));
+    let mut state = AppState::new(Arc::clone(&store), Arc::clone(&auth));
+    state.ingest = Arc::new(crate::ingest::view(&ingest_jobs));
     background.extend(
         marketd_api::backtests::start(
             Arc::clone(&store),

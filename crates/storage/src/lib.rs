@@ -36,6 +36,16 @@ use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A snapshot of a store's connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Open connections, busy or idle.
+    pub size: u32,
+    pub idle: u32,
+    /// The most the pool may open.
+    pub max: u32,
+}
+
 /// Which database a Store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -89,6 +99,9 @@ pub trait Store: KeyStore + JobStore + SignalStore {
 
     /// Latest prices of the given symbols; symbols without one are simply absent.
     async fn latest_prices(&self, symbols: &[String]) -> Result<Vec<LatestPrice>>;
+
+    /// Connections of the pool now, for metrics.
+    fn pool_stats(&self) -> PoolStats;
 
     /// Takes leadership of `job` among the processes sharing this database, if no other
     /// holds it; see [`Lease`].

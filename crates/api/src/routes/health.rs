@@ -5,6 +5,8 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use marketd_ingest::resilience::BreakerState;
+
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -25,6 +27,24 @@ pub struct Readiness {
     /// The database backend: `sqlite` or `postgres`.
     #[schema(example = "sqlite")]
     pub database: &'static str,
+    /// Exchange sources this process is configured to ingest from, and their state. A
+    /// failing source does not make the process unready: its data is served as stale.
+    pub sources: Vec<SourceReadiness>,
+}
+
+/// One exchange source as readiness reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceReadiness {
+    #[schema(example = "binance")]
+    pub name: &'static str,
+    /// Position among the configured sources, telling apart two of the same exchange.
+    pub instance: usize,
+    /// `closed` (requests flow), `open` (failing fast) or `half_open` (probing).
+    #[schema(example = "closed")]
+    pub circuit: &'static str,
+    /// Upstream requests answered successfully, and those that failed, since start.
+    pub requests_ok: u64,
+    pub requests_failed: u64,
 }
 
 /// Liveness probe.
@@ -59,8 +79,36 @@ pub async fn ready_get(State(state): State<AppState>) -> Result<Json<Readiness>,
             other => other,
         })
     })?;
+    let sources = state
+        .ingest
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(instance, source)| {
+            let stats = source.stats();
+            let r = &stats.requests;
+            SourceReadiness {
+                name: source.name(),
+                instance,
+                circuit: match stats.breaker {
+                    BreakerState::Closed => "closed",
+                    BreakerState::Open => "open",
+                    BreakerState::HalfOpen => "half_open",
+                },
+                requests_ok: r.ok,
+                requests_failed: r.client_error
+                    + r.server_error
+                    + r.rate_limited
+                    + r.timeout
+                    + r.network
+                    + r.bad_payload
+                    + r.too_large,
+            }
+        })
+        .collect();
     Ok(Json(Readiness {
         status: "ready",
         database,
+        sources,
     }))
 }

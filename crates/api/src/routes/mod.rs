@@ -7,6 +7,7 @@ pub mod health;
 pub mod history;
 pub mod indicators;
 pub mod keys;
+pub mod metrics;
 pub mod ohlcv;
 pub mod prices;
 pub mod signals;
