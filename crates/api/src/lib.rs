@@ -62,6 +62,7 @@ fn api_router() -> OpenApiRouter<AppState> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_router().split_for_parts().1;
     openapi::document_auth_responses(&mut doc);
+    openapi::document_transport_responses(&mut doc);
     doc
 }
 
@@ -89,7 +90,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
 }
 
 /// The complete application: routes, docs and the middleware stack.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
     let (router, _) = api_router().split_for_parts();
     // Route layers run after routing, so they know the route template and its required
     // scope: authenticate, then rate-limit the key.
@@ -113,6 +114,11 @@ pub fn app(state: AppState) -> Router {
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(from_fn(middleware::credentials::refuse_credentials_in_url))
             .layer(from_fn_with_state(state, middleware::client_ip::client_ip))
-            .layer(TraceLayer::new_for_http()),
+            .layer(TraceLayer::new_for_http())
+            // Inside the trace span, so a timeout is logged with its request.
+            .layer(from_fn_with_state(
+                settings.timeouts,
+                middleware::timeout::timeouts,
+            )),
     )
 }

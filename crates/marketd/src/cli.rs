@@ -215,6 +215,13 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
             .auth_failures_per_minute
             .or(outer.auth_failures_per_minute),
         ingest: inner.ingest.or(outer.ingest),
+        handler_timeout_secs: inner.handler_timeout_secs.or(outer.handler_timeout_secs),
+        body_timeout_secs: inner.body_timeout_secs.or(outer.body_timeout_secs),
+        header_read_timeout_secs: inner
+            .header_read_timeout_secs
+            .or(outer.header_read_timeout_secs),
+        connection_limit: inner.connection_limit.or(outer.connection_limit),
+        max_header_bytes: inner.max_header_bytes.or(outer.max_header_bytes),
     }
 }
 

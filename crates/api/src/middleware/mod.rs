@@ -6,3 +6,10 @@ pub mod credentials;
 pub mod problem;
 pub mod rate_limit;
 pub mod request_id;
+pub mod timeout;
+
+/// The settings of the layers an operator can tune.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub timeouts: timeout::Timeouts,
+}

@@ -1,0 +1,143 @@
+//! The HTTP middleware over real sockets: time limits, body limits, compression, CORS and
+//! security headers, each as a client sees it.
+
+use std::time::Duration;
+
+use marketd_testkit::{Kind, TestDb};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::helpers::{
+    TestApp, config, parse_response, read_until_closed, socket_addr, spawn_app_on,
+};
+
+/// Far above any configured limit: tests check what happens, not how fast.
+const BOUND: Duration = Duration::from_secs(30);
+
+async fn app_with(adjust: impl FnOnce(&mut marketd::config::Config)) -> TestApp {
+    spawn_app_on(TestDb::sqlite(), |url| {
+        let mut c = config(url);
+        adjust(&mut c);
+        c
+    })
+    .await
+    .unwrap()
+}
+
+/// A key-creating POST whose body declares `length` bytes but starts with `sent`.
+fn partial_post(app: &TestApp, length: usize, sent: &str) -> String {
+    format!(
+        "POST /v1/admin/keys HTTP/1.1\r\nHost: marketd\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\
+         X-Request-Id: slow-body-1\r\nConnection: close\r\n\r\n{sent}",
+        app.admin_key
+    )
+}
+
+fn assert_problem(status: u16, head: &str, body: &str, expected: u16, kind: &str) -> Value {
+    assert_eq!(status, expected, "{head}\n{body}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    let problem: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(problem["type"], kind);
+    assert_eq!(problem["status"], expected);
+    problem
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_a_408() {
+    let app = app_with(|c| c.http.timeouts.body = Duration::from_secs(1)).await;
+    let mut stream = TcpStream::connect(socket_addr(&app)).await.unwrap();
+    stream
+        .write_all(partial_post(&app, 200, "{\"name\":").as_bytes())
+        .await
+        .unwrap();
+    let received = read_until_closed(&mut stream, BOUND).await.unwrap();
+    let (status, head, body) = parse_response(&received);
+    let problem = assert_problem(status, &head, &body, 408, "body_timeout");
+    assert_eq!(problem["request_id"], "slow-body-1");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_body_is_a_408() {
+    let app = app_with(|c| c.http.timeouts.body = Duration::from_secs(1)).await;
+    let mut stream = TcpStream::connect(socket_addr(&app)).await.unwrap();
+    stream
+        .write_all(partial_post(&app, 100, "").as_bytes())
+        .await
+        .unwrap();
+    // One byte at a time, never quiet for long: only a deadline on the whole body stops it.
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..100 {
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        BOUND,
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut received),
+    )
+    .await
+    .expect("the server kept reading")
+    .ok();
+    trickle.abort();
+    let (status, head, body) = parse_response(&received);
+    assert_problem(status, &head, &body, 408, "body_timeout");
+    app.stop().await;
+}
+
+/// The database stalls (a table lock held elsewhere): the request ends at the handler
+/// limit with a 503 `timeout` problem, and the service answers again once it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handler_is_a_503_timeout() {
+    use sqlx::Connection;
+    let Some(db) = TestDb::new(Kind::Postgres).await else {
+        return;
+    };
+    let url = db.url.clone();
+    let app = spawn_app_on(db, |url| {
+        let mut c = config(url);
+        c.http.timeouts.handler = Duration::from_secs(1);
+        c
+    })
+    .await
+    .unwrap();
+    crate::helpers::seed_btc(app.store.as_ref(), 10).await;
+    let mut locker = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE assets, candles, series, latest_prices IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let response = app
+        .client
+        .get(app.url("/v1/ohlcv/BTC?interval=1h"))
+        .header("x-request-id", "stalled-1")
+        .timeout(BOUND)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "timeout");
+    assert_eq!(problem["request_id"], "stalled-1");
+
+    lock.rollback().await.unwrap();
+    let response = app.get("/v1/ohlcv/BTC?interval=1h").await;
+    assert_eq!(response.status(), 200);
+    locker.close().await.unwrap();
+    app.stop().await;
+}
