@@ -141,3 +141,78 @@ async fn a_stalled_handler_is_a_503_timeout() {
     locker.close().await.unwrap();
     app.stop().await;
 }
+
+/// A key-creation body padded with spaces to exactly `size` bytes.
+fn padded_key_request(size: usize) -> String {
+    let json = r#"{"name":"padded","scopes":["prices:read"]}"#;
+    format!("{json}{}", " ".repeat(size - json.len()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_up_to_64_kib_are_accepted_by_default() {
+    let app = app_with(|_| {}).await;
+    let response = app
+        .client
+        .post(app.url("/v1/admin/keys"))
+        .header("content-type", "application/json")
+        .body(padded_key_request(64 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    // One byte more, declared up front: refused before the body is read, so none is sent.
+    let mut stream = TcpStream::connect(socket_addr(&app)).await.unwrap();
+    stream
+        .write_all(partial_post(&app, 64 * 1024 + 1, "").as_bytes())
+        .await
+        .unwrap();
+    let received = read_until_closed(&mut stream, BOUND).await.unwrap();
+    let (status, head, body) = parse_response(&received);
+    let problem = assert_problem(status, &head, &body, 413, "payload_too_large");
+    assert_eq!(problem["request_id"], "slow-body-1");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_is_a_413() {
+    let app =
+        app_with(|c| c.http.body_limit = marketd_api::middleware::body_limit::BodyLimit(1000))
+            .await;
+    // Streamed, so it goes out chunked, without a Content-Length to refuse up front.
+    let chunks = [padded_key_request(600), " ".repeat(600)]
+        .map(|chunk| Ok::<_, std::io::Error>(chunk.into_bytes()));
+    let response = app
+        .client
+        .post(app.url("/v1/admin/keys"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "chunked-1")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "payload_too_large");
+    assert_eq!(problem["request_id"], "chunked-1");
+
+    let response = app
+        .client
+        .post(app.url("/v1/admin/keys"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter([Ok::<
+            _,
+            std::io::Error,
+        >(
+            padded_key_request(1000).into_bytes(),
+        )])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "a chunked body at the limit passes");
+    app.stop().await;
+}

@@ -13,6 +13,7 @@ pub mod state;
 pub mod wire;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
@@ -119,6 +120,13 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
             .layer(from_fn_with_state(
                 settings.timeouts,
                 middleware::timeout::timeouts,
-            )),
+            ))
+            .layer(from_fn_with_state(
+                settings.body_limit,
+                middleware::body_limit::limit_body,
+            ))
+            // The limit above is the only one: axum's extractors would otherwise cap
+            // bodies at their own 2 MB whatever the setting says.
+            .layer(DefaultBodyLimit::disable()),
     )
 }

@@ -79,7 +79,7 @@ pub fn document_auth_responses(doc: &mut utoipa::openapi::OpenApi) {
 }
 
 /// Adds the answers the middleware can give to any operation: 503 `timeout` (except for
-/// event streams) and 408 for a body that arrives too slowly. The 431 for oversized
+/// event streams), and 408 and 413 for a body that arrives too slowly or is too large. The 431 for oversized
 /// headers comes from the HTTP server before any route is chosen, without a problem
 /// body, so the document's description states it once.
 pub fn document_transport_responses(doc: &mut utoipa::openapi::OpenApi) {
@@ -101,6 +101,11 @@ pub fn document_transport_responses(doc: &mut utoipa::openapi::OpenApi) {
                     operation,
                     "408",
                     "The request body did not arrive within the time limit (`body_timeout`)",
+                );
+                add_problem_response(
+                    operation,
+                    "413",
+                    "The request body is larger than the server accepts (`payload_too_large`)",
                 );
             }
         }

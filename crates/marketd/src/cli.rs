@@ -222,6 +222,7 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
             .or(outer.header_read_timeout_secs),
         connection_limit: inner.connection_limit.or(outer.connection_limit),
         max_header_bytes: inner.max_header_bytes.or(outer.max_header_bytes),
+        body_limit_bytes: inner.body_limit_bytes.or(outer.body_limit_bytes),
     }
 }
 

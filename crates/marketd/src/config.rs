@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::backfill::SourceName;
 use crate::http::{ConnectionLimits, MIN_HEADER_BYTES};
 use marketd_api::middleware::Settings;
+use marketd_api::middleware::body_limit::{BodyLimit, DEFAULT_BODY_LIMIT};
 use marketd_api::middleware::timeout::Timeouts;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -59,6 +60,8 @@ pub struct FileConfig {
     pub connection_limit: Option<usize>,
     /// Largest request line plus headers, in bytes.
     pub max_header_bytes: Option<usize>,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: Option<usize>,
     /// Exchange series to keep current, one `[[ingest]]` table per source.
     #[serde(default)]
     pub ingest: Vec<IngestEntry>,
@@ -159,6 +162,9 @@ pub struct ServeOverrides {
     /// Largest request line plus headers in bytes; larger is a 431 [default: 16384]
     #[arg(long, env = "MARKETD_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
+    /// Largest request body in bytes; larger is a 413 [default: 65536]
+    #[arg(long, env = "MARKETD_BODY_LIMIT_BYTES")]
+    pub body_limit_bytes: Option<usize>,
 }
 
 /// The effective configuration.
@@ -220,6 +226,8 @@ pub enum ConfigError {
     ConnectionLimit,
     #[error("max_header_bytes: must be between 8192 and 1048576")]
     MaxHeaderBytes,
+    #[error("body_limit_bytes: must be between 1 and 1073741824")]
+    BodyLimit,
     #[error("MARKETD_KEY_PEPPER: {0}")]
     KeyPepper(marketd_api::auth::PepperError),
     #[error("ingest[{index}].{key}: {message}")]
@@ -367,8 +375,20 @@ impl Config {
         if !(MIN_HEADER_BYTES..=1 << 20).contains(&connections.max_header_bytes) {
             return Err(ConfigError::MaxHeaderBytes);
         }
+        let body_limit = BodyLimit(
+            serve
+                .body_limit_bytes
+                .or(file.body_limit_bytes)
+                .unwrap_or(DEFAULT_BODY_LIMIT),
+        );
+        if !(1..=1 << 30).contains(&body_limit.0) {
+            return Err(ConfigError::BodyLimit);
+        }
         Ok(Self {
-            http: Settings { timeouts },
+            http: Settings {
+                timeouts,
+                body_limit,
+            },
             connections,
             ingest,
             auth_failures_per_minute,
@@ -390,7 +410,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\n",
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\n",
             self.listen,
             mask_url(&self.database_url),
             self.demo,
@@ -421,6 +441,7 @@ impl Config {
             self.connections.header_read_timeout.as_secs(),
             self.connections.max_connections,
             self.connections.max_header_bytes,
+            self.http.body_limit.0,
         )
     }
 }
@@ -666,6 +687,7 @@ mod tests {
         );
         assert_eq!(config.connections.max_connections, 50);
         assert_eq!(config.connections.max_header_bytes, 9000);
+        assert_eq!(config.http.body_limit, BodyLimit(DEFAULT_BODY_LIMIT));
         let described = config.describe();
         assert!(
             described.contains("handler_timeout_secs = 3\n"),
@@ -686,6 +708,7 @@ mod tests {
             "header_read_timeout_secs = 0",
             "connection_limit = 0",
             "max_header_bytes = 4096",
+            "body_limit_bytes = 0",
         ] {
             let err = load_file(bad).unwrap_err().to_string();
             let key = bad.split(' ').next().unwrap();

@@ -1,6 +1,7 @@
 //! Tower middleware, one concern per module. `crate::app` composes them in one place.
 
 pub mod auth;
+pub mod body_limit;
 pub mod client_ip;
 pub mod credentials;
 pub mod problem;
@@ -12,4 +13,5 @@ pub mod timeout;
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub timeouts: timeout::Timeouts,
+    pub body_limit: body_limit::BodyLimit,
 }
