@@ -216,3 +216,62 @@ async fn a_chunked_body_over_the_limit_is_a_413() {
     assert_eq!(response.status(), 201, "a chunked body at the limit passes");
     app.stop().await;
 }
+
+async fn fetch_encoded(
+    app: &TestApp,
+    path: &str,
+    accept: Option<&str>,
+) -> (Option<String>, Vec<u8>) {
+    // Asks for nothing and decodes nothing by itself, so the test sees the wire.
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .no_zstd()
+        .build()
+        .unwrap();
+    let mut request = raw.get(app.url(path)).bearer_auth(&app.admin_key);
+    if let Some(accept) = accept {
+        request = request.header("accept-encoding", accept);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (encoding, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_responses_are_compressed_when_asked() {
+    use std::io::Read;
+    let app = app_with(|_| {}).await;
+    crate::helpers::seed_btc(app.store.as_ref(), 300).await;
+    let path = "/v1/ohlcv/BTC?interval=1h&start=2024-01-01T00:00:00Z&limit=300";
+    let (encoding, plain) = fetch_encoded(&app, path, None).await;
+    assert_eq!(encoding, None);
+    let json: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(json["data"].as_array().unwrap().len(), 300);
+
+    let (encoding, gzipped) = fetch_encoded(&app, path, Some("gzip")).await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..])
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, plain);
+
+    let (encoding, brotlied) = fetch_encoded(&app, path, Some("br")).await;
+    assert_eq!(encoding.as_deref(), Some("br"));
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(&brotlied[..], 4096)
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, plain);
+
+    // A small body is not worth it.
+    let (encoding, _) = fetch_encoded(&app, "/healthz", Some("gzip, br")).await;
+    assert_eq!(encoding, None);
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod body_limit;
 pub mod client_ip;
+pub mod compression;
 pub mod credentials;
 pub mod problem;
 pub mod rate_limit;
