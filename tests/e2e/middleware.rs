@@ -275,3 +275,115 @@ async fn large_responses_are_compressed_when_asked() {
     assert_eq!(encoding, None);
     app.stop().await;
 }
+
+const FRONT_END: &str = "https://app.example.com";
+
+fn cors_headers(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .keys()
+        .map(|k| k.as_str().to_owned())
+        .filter(|k| k.starts_with("access-control-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_grants_only_configured_origins_and_preflights_skip_auth() {
+    let app = app_with(|c| {
+        c.http.cors_origins = marketd_api::middleware::cors::parse_origins(&format!(
+            "{FRONT_END},http://localhost:5173"
+        ))
+        .unwrap();
+    })
+    .await;
+    // A browser sends its preflight without the key.
+    let preflight = app
+        .anon
+        .request(reqwest::Method::OPTIONS, app.url("/v1/prices?symbols=BTC"))
+        .header("origin", FRONT_END)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        FRONT_END
+    );
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(allowed.contains("authorization"), "{allowed}");
+
+    let response = app
+        .client
+        .get(app.url("/v1/prices?symbols=BTC"))
+        .header("origin", FRONT_END)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], FRONT_END);
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(
+        exposed.contains("ratelimit") && exposed.contains("x-request-id"),
+        "{exposed}"
+    );
+
+    // A refusal is readable by the page too, so it can tell the user why.
+    let refused = app
+        .anon
+        .get(app.url("/v1/prices?symbols=BTC"))
+        .header("origin", FRONT_END)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["access-control-allow-origin"], FRONT_END);
+
+    for request in [
+        app.anon
+            .request(reqwest::Method::OPTIONS, app.url("/v1/prices"))
+            .header("origin", "https://evil.example")
+            .header("access-control-request-method", "GET"),
+        app.client
+            .get(app.url("/v1/prices?symbols=BTC"))
+            .header("origin", "https://evil.example"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none()
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_configured_origins_there_are_no_cors_headers() {
+    let app = app_with(|_| {}).await;
+    let preflight = app
+        .anon
+        .request(reqwest::Method::OPTIONS, app.url("/v1/prices"))
+        .header("origin", FRONT_END)
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cors_headers(&preflight), Vec::<String>::new());
+    let response = app
+        .client
+        .get(app.url("/v1/prices?symbols=BTC"))
+        .header("origin", FRONT_END)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(cors_headers(&response), Vec::<String>::new());
+    app.stop().await;
+}

@@ -128,6 +128,7 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
             // The limit above is the only one: axum's extractors would otherwise cap
             // bodies at their own 2 MB whatever the setting says.
             .layer(DefaultBodyLimit::disable())
-            .layer(middleware::compression::layer()),
+            .layer(middleware::compression::layer())
+            .option_layer(middleware::cors::layer(&settings.cors_origins)),
     )
 }

@@ -223,6 +223,7 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
         connection_limit: inner.connection_limit.or(outer.connection_limit),
         max_header_bytes: inner.max_header_bytes.or(outer.max_header_bytes),
         body_limit_bytes: inner.body_limit_bytes.or(outer.body_limit_bytes),
+        cors_origins: inner.cors_origins.or(outer.cors_origins),
     }
 }
 

@@ -62,6 +62,8 @@ pub struct FileConfig {
     pub max_header_bytes: Option<usize>,
     /// Largest request body, in bytes.
     pub body_limit_bytes: Option<usize>,
+    /// Comma-separated origins browsers may call from (CORS).
+    pub cors_origins: Option<String>,
     /// Exchange series to keep current, one `[[ingest]]` table per source.
     #[serde(default)]
     pub ingest: Vec<IngestEntry>,
@@ -165,6 +167,9 @@ pub struct ServeOverrides {
     /// Largest request body in bytes; larger is a 413 [default: 65536]
     #[arg(long, env = "MARKETD_BODY_LIMIT_BYTES")]
     pub body_limit_bytes: Option<usize>,
+    /// Comma-separated origins browsers may call the API from, e.g. https://app.example.com [default: none, CORS off]
+    #[arg(long, env = "MARKETD_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
 }
 
 /// The effective configuration.
@@ -228,6 +233,8 @@ pub enum ConfigError {
     MaxHeaderBytes,
     #[error("body_limit_bytes: must be between 1 and 1073741824")]
     BodyLimit,
+    #[error("cors_origins: {0}")]
+    CorsOrigins(String),
     #[error("MARKETD_KEY_PEPPER: {0}")]
     KeyPepper(marketd_api::auth::PepperError),
     #[error("ingest[{index}].{key}: {message}")]
@@ -384,10 +391,19 @@ impl Config {
         if !(1..=1 << 30).contains(&body_limit.0) {
             return Err(ConfigError::BodyLimit);
         }
+        let cors_origins = marketd_api::middleware::cors::parse_origins(
+            serve
+                .cors_origins
+                .as_deref()
+                .or(file.cors_origins.as_deref())
+                .unwrap_or_default(),
+        )
+        .map_err(ConfigError::CorsOrigins)?;
         Ok(Self {
             http: Settings {
                 timeouts,
                 body_limit,
+                cors_origins,
             },
             connections,
             ingest,
@@ -410,7 +426,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\n",
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\n",
             self.listen,
             mask_url(&self.database_url),
             self.demo,
@@ -442,6 +458,11 @@ impl Config {
             self.connections.max_connections,
             self.connections.max_header_bytes,
             self.http.body_limit.0,
+            self.http
+                .cors_origins
+                .iter()
+                .map(|o| o.to_str().unwrap_or_default())
+                .collect::<Vec<_>>(),
         )
     }
 }
@@ -688,12 +709,17 @@ mod tests {
         assert_eq!(config.connections.max_connections, 50);
         assert_eq!(config.connections.max_header_bytes, 9000);
         assert_eq!(config.http.body_limit, BodyLimit(DEFAULT_BODY_LIMIT));
+        assert!(
+            config.http.cors_origins.is_empty(),
+            "CORS is off by default"
+        );
         let described = config.describe();
         assert!(
             described.contains("handler_timeout_secs = 3\n"),
             "{described}"
         );
         assert!(described.contains("connection_limit = 50\n"), "{described}");
+        assert!(described.contains("cors_origins = []\n"), "{described}");
 
         let flags = ServeOverrides {
             body_timeout_secs: Some(2),
@@ -701,6 +727,18 @@ mod tests {
         };
         let config = Config::load(&Overrides::default(), &flags).unwrap();
         assert_eq!(config.http.timeouts.body, Duration::from_secs(2));
+        let flags = ServeOverrides {
+            cors_origins: Some("https://a.example, http://localhost:5173".into()),
+            ..ServeOverrides::default()
+        };
+        let described = Config::load(&Overrides::default(), &flags)
+            .unwrap()
+            .describe();
+        assert!(
+            described
+                .contains("cors_origins = [\"https://a.example\", \"http://localhost:5173\"]\n"),
+            "{described}"
+        );
 
         for bad in [
             "handler_timeout_secs = 0",
@@ -709,6 +747,7 @@ mod tests {
             "connection_limit = 0",
             "max_header_bytes = 4096",
             "body_limit_bytes = 0",
+            "cors_origins = \"https://app.example.com/path\"",
         ] {
             let err = load_file(bad).unwrap_err().to_string();
             let key = bad.split(' ').next().unwrap();

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body_limit;
 pub mod client_ip;
 pub mod compression;
+pub mod cors;
 pub mod credentials;
 pub mod problem;
 pub mod rate_limit;
@@ -15,4 +16,6 @@ pub mod timeout;
 pub struct Settings {
     pub timeouts: timeout::Timeouts,
     pub body_limit: body_limit::BodyLimit,
+    /// Origins browsers may call from, as sent in `Origin`; empty turns CORS off.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
