@@ -387,3 +387,54 @@ async fn without_configured_origins_there_are_no_cors_headers() {
     assert_eq!(cors_headers(&response), Vec::<String>::new());
     app.stop().await;
 }
+
+fn assert_security_headers(response: &reqwest::Response, policy: &str) {
+    let headers = response.headers();
+    let url = response.url().path();
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{url}");
+    assert_eq!(headers["referrer-policy"], "no-referrer", "{url}");
+    assert_eq!(headers["x-frame-options"], "DENY", "{url}");
+    assert_eq!(headers["content-security-policy"], policy, "{url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_security_headers() {
+    const STRICT: &str = "default-src 'none'; frame-ancestors 'none'";
+    let app = app_with(|_| {}).await;
+    for (client, path, status) in [
+        (&app.client, "/v1/prices?symbols=BTC", 200),
+        (&app.anon, "/v1/prices?symbols=BTC", 401),
+        (&app.client, "/v1/nowhere", 404),
+        (&app.anon, "/healthz", 200),
+        (&app.anon, "/openapi.json", 200),
+    ] {
+        let response = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        assert_security_headers(&response, STRICT);
+    }
+
+    // Swagger UI is a page that runs its own scripts and styles: a policy that allows
+    // those from this origin, and still nothing from elsewhere.
+    let page = app.anon.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.starts_with("default-src 'none'; script-src 'self';"),
+        "{policy}"
+    );
+    assert_security_headers(&page, &policy);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    let style = app
+        .anon
+        .get(app.url("/docs/swagger-ui.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(style.status(), 200);
+    assert_security_headers(&style, &policy);
+    app.stop().await;
+}

@@ -96,13 +96,27 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
     // Route layers run after routing, so they know the route template and its required
     // scope: authenticate, then rate-limit the key.
     let router = with_access_control(router, &state)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .merge(
+            SwaggerUi::new(middleware::security_headers::DOCS_PREFIX)
+                .url("/openapi.json", openapi()),
+        )
         .fallback(|| async { ApiError::NotFound })
         .with_state(state.clone());
-    // Outermost first. Credentials are marked sensitive before anything can log them;
-    // the request id comes next so every later layer, log line and problem can carry it;
-    // problem rendering sits inside it (and outside the router, to also see axum's own
-    // 404/405); a key in the URL is refused before the trace layer records the URL.
+    // Outermost first (DESIGN §5: request id, trace, metrics, timeout, body limit,
+    // compression, CORS, then auth and rate limiting as route layers):
+    // - credentials are marked sensitive before anything can log them;
+    // - the request id comes next so every later layer, log line and problem carries it;
+    // - security headers wrap everything else, so errors and panics get them too;
+    // - problem rendering sits inside those (and outside the router, to also see axum's
+    //   own 404/405) and completes the problems of every layer below it;
+    // - a key in the URL is refused before the trace layer records the URL;
+    // - the time limits run inside the trace span, so a timeout is logged with its
+    //   request, and outside everything that reads the body, so the body deadline
+    //   covers every reader;
+    // - the body limit comes before anything reads the body;
+    // - compression sees responses in their final shape, CORS headers included;
+    // - CORS sits outside authentication, which is a route layer: a preflight never
+    //   reaches it, and a 401, 403 or 429 stays readable to a browser script.
     router.layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([
@@ -110,13 +124,13 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
                 X_API_KEY,
             ]))
             .layer(from_fn(middleware::request_id::request_id))
+            .layer(from_fn(middleware::security_headers::security_headers))
             .layer(from_fn(middleware::problem::problem_details))
             // Inside problem rendering, so a panic becomes a 500 problem with the request id.
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(from_fn(middleware::credentials::refuse_credentials_in_url))
             .layer(from_fn_with_state(state, middleware::client_ip::client_ip))
             .layer(TraceLayer::new_for_http())
-            // Inside the trace span, so a timeout is logged with its request.
             .layer(from_fn_with_state(
                 settings.timeouts,
                 middleware::timeout::timeouts,

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod problem;
 pub mod rate_limit;
 pub mod request_id;
+pub mod security_headers;
 pub mod timeout;
 
 /// The settings of the layers an operator can tune.
