@@ -60,11 +60,7 @@ pub async fn timeouts(State(limits): State<Timeouts>, request: Request, next: Ne
         match tokio::time::timeout(limits.handler, next.run(request)).await {
             Ok(response) => response,
             // Still waiting for the body at the handler's deadline: the client is the slow one.
-            Err(_)
-                if body
-                    .as_ref()
-                    .is_some_and(|b| b.get() != BodyState::Complete) =>
-            {
+            Err(_) if body.as_ref().is_some_and(|b| b.get() == BodyState::Reading) => {
                 return body_timed_out(limits.body);
             }
             Err(_) => {
@@ -104,7 +100,7 @@ fn watch_body(request: Request, limit: Duration) -> (Request, Option<Arc<Watch>>
     if request.body().is_end_stream() {
         return (request, None);
     }
-    let watch = Arc::new(Watch(AtomicU8::new(BodyState::Reading as u8)));
+    let watch = Arc::new(Watch(AtomicU8::new(BodyState::Unread as u8)));
     let (parts, inner) = request.into_parts();
     let body = DeadlineBody {
         inner,
@@ -117,6 +113,9 @@ fn watch_body(request: Request, limit: Duration) -> (Request, Option<Arc<Watch>>
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum BodyState {
+    /// Not asked for yet: a handler that is slow without reading the body is not
+    /// waiting for the client.
+    Unread,
     Reading,
     Complete,
     Expired,
@@ -128,9 +127,10 @@ struct Watch(AtomicU8);
 impl Watch {
     fn get(&self) -> BodyState {
         match self.0.load(Ordering::Acquire) {
-            1 => BodyState::Complete,
-            2 => BodyState::Expired,
-            _ => BodyState::Reading,
+            0 => BodyState::Unread,
+            1 => BodyState::Reading,
+            2 => BodyState::Complete,
+            _ => BodyState::Expired,
         }
     }
 
@@ -162,6 +162,7 @@ impl HttpBody for DeadlineBody {
         match this.watch.get() {
             BodyState::Expired => return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut)))),
             BodyState::Complete => return Pin::new(&mut this.inner).poll_frame(cx),
+            BodyState::Unread => this.watch.set(BodyState::Reading),
             BodyState::Reading => {}
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
@@ -219,6 +220,7 @@ mod tests {
             .route("/v1/stream/prices", get(|| async { "streaming" }))
             .route("/v1/stream/slow", get(slow))
             .route("/echo", post(echo))
+            .route("/ignore", post(slow))
             .layer(from_fn_with_state(Timeouts { handler, body }, timeouts))
     }
 
@@ -300,6 +302,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        drop(sender);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_handler_that_never_reads_the_body_is_still_a_503() {
+        let (sender, body) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(1);
+        let request = Request::post("/ignore")
+            .body(Body::from_stream(body))
+            .unwrap();
+        let response = app(Duration::from_secs(1), Duration::from_secs(30))
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         drop(sender);
     }
 
