@@ -545,10 +545,10 @@ async fn a_dead_database_degrades_to_503() {
         marketd_api::auth::AuthConfig::new(pepper),
     )
     .unwrap();
-    let app = marketd_api::app(marketd_api::AppState::new(
-        Arc::clone(&store),
-        Arc::new(auth),
-    ));
+    let app = marketd_api::app(
+        marketd_api::AppState::new(Arc::clone(&store), Arc::new(auth)),
+        &marketd_api::middleware::Settings::default(),
+    );
     // A key of the right shape: checking it needs the database, which is gone.
     let (_, well_formed_key) =
         marketd_domain::api_key::generate(marketd_domain::api_key::KeyEnvironment::Test, || 7);

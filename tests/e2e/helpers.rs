@@ -61,6 +61,8 @@ pub fn config(url: &str) -> Config {
         key_pepper: Some(marketd_api::auth::Pepper::parse(TEST_PEPPER).unwrap()),
         ingest: Vec::new(),
         prices: Default::default(),
+        http: Default::default(),
+        connections: Default::default(),
     }
 }
 
@@ -212,3 +214,34 @@ macro_rules! both_backends {
     };
 }
 pub(crate) use both_backends;
+
+/// The address of a running app, for raw TCP clients.
+pub fn socket_addr(app: &TestApp) -> std::net::SocketAddr {
+    app.base.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Reads until the server closes the connection, or `None` if it is still open after
+/// `bound`. A reset counts as closed.
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    bound: Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    match tokio::time::timeout(bound, stream.read_to_end(&mut received)).await {
+        Ok(_) => Some(received),
+        Err(_) => None,
+    }
+}
+
+/// The status code and body of a raw HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}

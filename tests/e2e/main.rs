@@ -9,8 +9,10 @@
 mod api;
 mod auth;
 mod cli;
+mod connections;
 mod helpers;
 mod indicators;
+mod middleware;
 mod openapi;
 mod replicas;
 mod secrets;

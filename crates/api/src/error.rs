@@ -57,6 +57,13 @@ pub enum ProblemType {
     MethodNotAllowed,
     /// A dependency (the database) is unavailable; retry after `Retry-After` seconds.
     ServiceUnavailable,
+    /// The server did not produce an answer within its time limit; retry later, or ask
+    /// for less (a narrower range, fewer symbols).
+    Timeout,
+    /// The request body did not arrive within the time limit after the headers.
+    BodyTimeout,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
     /// An unexpected error; the `request_id` lets operators find its cause.
     InternalError,
 }
@@ -81,7 +88,11 @@ impl ProblemType {
             }
             ProblemType::UnknownSymbol | ProblemType::NotFound => StatusCode::NOT_FOUND,
             ProblemType::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ProblemType::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemType::ServiceUnavailable | ProblemType::Timeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProblemType::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProblemType::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemType::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +117,9 @@ impl ProblemType {
             ProblemType::NotFound => "Not found",
             ProblemType::MethodNotAllowed => "Method not allowed",
             ProblemType::ServiceUnavailable => "Service unavailable",
+            ProblemType::Timeout => "Timed out",
+            ProblemType::BodyTimeout => "Request body timed out",
+            ProblemType::PayloadTooLarge => "Request body too large",
             ProblemType::InternalError => "Internal error",
         }
     }

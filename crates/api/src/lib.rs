@@ -17,6 +17,7 @@ pub mod wire;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
@@ -74,6 +75,7 @@ pub fn route_templates() -> Vec<String> {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_router().split_for_parts().1;
     openapi::document_auth_responses(&mut doc);
+    openapi::document_transport_responses(&mut doc);
     doc
 }
 
@@ -101,18 +103,33 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
 }
 
 /// The complete application: routes, docs and the middleware stack.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
     let (router, _) = api_router().split_for_parts();
     // Route layers run after routing, so they know the route template and its required
     // scope: authenticate, then rate-limit the key.
     let router = with_access_control(router, &state)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+        .merge(
+            SwaggerUi::new(middleware::security_headers::DOCS_PREFIX)
+                .url("/openapi.json", openapi()),
+        )
         .fallback(|| async { ApiError::NotFound })
         .with_state(state.clone());
-    // Outermost first. Credentials are marked sensitive before anything can log them;
-    // the request id comes next so every later layer, log line and problem can carry it;
-    // problem rendering sits inside it (and outside the router, to also see axum's own
-    // 404/405); a key in the URL is refused before the trace layer records the URL.
+    // Outermost first (DESIGN §5: request id, trace, metrics, timeout, body limit,
+    // compression, CORS, then auth and rate limiting as route layers):
+    // - credentials are marked sensitive before anything can log them;
+    // - the request id comes next so every later layer, log line and problem carries it;
+    // - metrics see every answer, problems and timeouts included, by route template;
+    // - security headers wrap everything else, so errors and panics get them too;
+    // - problem rendering sits inside those (and outside the router, to also see axum's
+    //   own 404/405) and completes the problems of every layer below it;
+    // - a key in the URL is refused before the trace layer records the URL;
+    // - the time limits run inside the trace span, so a timeout is logged with its
+    //   request, and outside everything that reads the body, so the body deadline
+    //   covers every reader;
+    // - the body limit comes before anything reads the body;
+    // - compression sees responses in their final shape, CORS headers included;
+    // - CORS sits outside authentication, which is a route layer: a preflight never
+    //   reaches it, and a 401, 403 or 429 stays readable to a browser script.
     router.layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([
@@ -124,11 +141,25 @@ pub fn app(state: AppState) -> Router {
                 Arc::clone(&state.metrics),
                 middleware::metrics::record,
             ))
+            .layer(from_fn(middleware::security_headers::security_headers))
             .layer(from_fn(middleware::problem::problem_details))
             // Inside problem rendering, so a panic becomes a 500 problem with the request id.
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(from_fn(middleware::credentials::refuse_credentials_in_url))
             .layer(from_fn_with_state(state, middleware::client_ip::client_ip))
-            .layer(TraceLayer::new_for_http()),
+            .layer(TraceLayer::new_for_http())
+            .layer(from_fn_with_state(
+                settings.timeouts,
+                middleware::timeout::timeouts,
+            ))
+            .layer(from_fn_with_state(
+                settings.body_limit,
+                middleware::body_limit::limit_body,
+            ))
+            // The limit above is the only one: axum's extractors would otherwise cap
+            // bodies at their own 2 MB whatever the setting says.
+            .layer(DefaultBodyLimit::disable())
+            .layer(middleware::compression::layer())
+            .option_layer(middleware::cors::layer(&settings.cors_origins)),
     )
 }

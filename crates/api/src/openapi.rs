@@ -16,7 +16,9 @@ use utoipa::{Modify, OpenApi};
             milliseconds. Lists are cursor-paginated: follow `next_cursor` or the `Link: \
             rel=\"next\"` header. Every /v1 operation needs an API key with the scope \
             it names, sent as `Authorization: Bearer <key>` or `X-API-Key`; never in the \
-            URL. Authenticated responses carry `RateLimit-Policy` and `RateLimit` headers.",
+            URL. Authenticated responses carry `RateLimit-Policy` and `RateLimit` headers. \
+            A request whose line and headers exceed the server's limit is answered 431 by \
+            the HTTP server itself, before routing and without a body.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     tags(
@@ -76,6 +78,76 @@ pub fn document_auth_responses(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Adds the answers the middleware can give to any operation: 503 `timeout` (except for
+/// event streams), and 408 and 413 for a body that arrives too slowly or is too large. The 431 for oversized
+/// headers comes from the HTTP server before any route is chosen, without a problem
+/// body, so the document's description states it once.
+pub fn document_transport_responses(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in &mut doc.paths.paths {
+        let timed = !crate::middleware::timeout::exempt(path);
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if timed {
+                add_timeout_response(operation);
+            }
+            if operation.request_body.is_some() {
+                add_problem_response(
+                    operation,
+                    "408",
+                    "The request body did not arrive within the time limit (`body_timeout`)",
+                );
+                add_problem_response(
+                    operation,
+                    "413",
+                    "The request body is larger than the server accepts (`payload_too_large`)",
+                );
+            }
+        }
+    }
+}
+
+/// A 503 may already be documented for an unavailable database; the timeout is another
+/// cause of the same status.
+fn add_timeout_response(operation: &mut Operation) {
+    match operation.responses.responses.get_mut("503") {
+        Some(RefOr::T(response)) => {
+            response.description = format!(
+                "{} (`service_unavailable`), or no answer within the time limit (`timeout`)",
+                response.description
+            );
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => add_problem_response(
+            operation,
+            "503",
+            "No answer within the time limit (`timeout`)",
+        ),
+    }
+}
+
+fn add_problem_response(operation: &mut Operation, status: &str, description: &str) {
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::error::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    operation
+        .responses
+        .responses
+        .entry(status.to_owned())
+        .or_insert(RefOr::T(response));
+}
+
 fn add_auth_responses(operation: &mut Operation) {
     let answers = [
         (
@@ -92,19 +164,6 @@ fn add_auth_responses(operation: &mut Operation) {
         ),
     ];
     for (status, description) in answers {
-        let response = ResponseBuilder::new()
-            .description(description)
-            .content(
-                crate::error::PROBLEM_JSON,
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build();
-        operation
-            .responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert(RefOr::T(response));
+        add_problem_response(operation, status, description);
     }
 }

@@ -217,6 +217,15 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
         price_fresh_secs: inner.price_fresh_secs.or(outer.price_fresh_secs),
         price_divergence_pct: inner.price_divergence_pct.or(outer.price_divergence_pct),
         ingest: inner.ingest.or(outer.ingest),
+        handler_timeout_secs: inner.handler_timeout_secs.or(outer.handler_timeout_secs),
+        body_timeout_secs: inner.body_timeout_secs.or(outer.body_timeout_secs),
+        header_read_timeout_secs: inner
+            .header_read_timeout_secs
+            .or(outer.header_read_timeout_secs),
+        connection_limit: inner.connection_limit.or(outer.connection_limit),
+        max_header_bytes: inner.max_header_bytes.or(outer.max_header_bytes),
+        body_limit_bytes: inner.body_limit_bytes.or(outer.body_limit_bytes),
+        cors_origins: inner.cors_origins.or(outer.cors_origins),
     }
 }
 

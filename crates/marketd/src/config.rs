@@ -12,6 +12,10 @@ use marketd_domain::{Interval, Symbol};
 use serde::{Deserialize, Serialize};
 
 use crate::backfill::SourceName;
+use crate::http::{ConnectionLimits, MIN_HEADER_BYTES};
+use marketd_api::middleware::Settings;
+use marketd_api::middleware::body_limit::{BodyLimit, DEFAULT_BODY_LIMIT};
+use marketd_api::middleware::timeout::Timeouts;
 use marketd_ingest::reconcile::ReconcileConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -52,6 +56,20 @@ pub struct FileConfig {
     /// Percentage by which a source's price may differ from the median of all fresh
     /// sources before it is left out.
     pub price_divergence_pct: Option<f64>,
+    /// Seconds a handler may take to start its response (event streams exempt).
+    pub handler_timeout_secs: Option<u64>,
+    /// Seconds a request body may take to arrive after its headers.
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds a client may take to send a request's headers; idle connections close after it.
+    pub header_read_timeout_secs: Option<u64>,
+    /// Client connections open at once; past it, new ones wait to be accepted.
+    pub connection_limit: Option<usize>,
+    /// Largest request line plus headers, in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Largest request body, in bytes.
+    pub body_limit_bytes: Option<usize>,
+    /// Comma-separated origins browsers may call from (CORS).
+    pub cors_origins: Option<String>,
     /// Exchange series to keep current, one `[[ingest]]` table per source.
     #[serde(default)]
     pub ingest: Vec<IngestEntry>,
@@ -143,6 +161,27 @@ pub struct ServeOverrides {
     /// Run the config file's [[ingest]] jobs; false turns them off [default: true]
     #[arg(long, env = "MARKETD_INGEST", value_name = "BOOL")]
     pub ingest: Option<bool>,
+    /// Seconds a handler may take to start its response; then 503 [default: 10]
+    #[arg(long, env = "MARKETD_HANDLER_TIMEOUT_SECS")]
+    pub handler_timeout_secs: Option<u64>,
+    /// Seconds a request body may take to arrive after its headers; then 408 [default: 10]
+    #[arg(long, env = "MARKETD_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Seconds a client may take to send request headers before it is disconnected [default: 10]
+    #[arg(long, env = "MARKETD_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Client connections open at once; past it, new ones wait [default: 10000]
+    #[arg(long, env = "MARKETD_CONNECTION_LIMIT")]
+    pub connection_limit: Option<usize>,
+    /// Largest request line plus headers in bytes; larger is a 431 [default: 16384]
+    #[arg(long, env = "MARKETD_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Largest request body in bytes; larger is a 413 [default: 65536]
+    #[arg(long, env = "MARKETD_BODY_LIMIT_BYTES")]
+    pub body_limit_bytes: Option<usize>,
+    /// Comma-separated origins browsers may call the API from, e.g. https://app.example.com [default: none, CORS off]
+    #[arg(long, env = "MARKETD_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
 }
 
 /// The effective configuration.
@@ -164,6 +203,10 @@ pub struct Config {
     pub ingest: Vec<IngestConfig>,
     /// How latest prices of several sources are reconciled.
     pub prices: ReconcileConfig,
+    /// Settings of the HTTP middleware (timeouts).
+    pub http: Settings,
+    /// What one client connection may cost.
+    pub connections: ConnectionLimits,
 }
 
 /// The environment variable holding the webhook signing secret (`whsec_…`); never a
@@ -196,6 +239,16 @@ pub enum ConfigError {
     WebhookUrl(String),
     #[error("auth_failures_per_minute: must be at least 1")]
     AuthFailures,
+    #[error("{0}: must be between 1 and 3600 seconds")]
+    Timeout(&'static str),
+    #[error("connection_limit: must be between 1 and 1000000")]
+    ConnectionLimit,
+    #[error("max_header_bytes: must be between 8192 and 1048576")]
+    MaxHeaderBytes,
+    #[error("body_limit_bytes: must be between 1 and 1073741824")]
+    BodyLimit,
+    #[error("cors_origins: {0}")]
+    CorsOrigins(String),
     #[error("MARKETD_KEY_PEPPER: {0}")]
     KeyPepper(marketd_api::auth::PepperError),
     #[error("price_fresh_secs: must be between 1 and 86400")]
@@ -305,7 +358,76 @@ impl Config {
             serve.price_fresh_secs.or(file.price_fresh_secs),
             serve.price_divergence_pct.or(file.price_divergence_pct),
         )?;
+        let secs =
+            |key: &'static str, flag: Option<u64>, file: Option<u64>, default: Duration| match flag
+                .or(file)
+            {
+                None => Ok(default),
+                Some(n) if (1..=3600).contains(&n) => Ok(Duration::from_secs(n)),
+                Some(_) => Err(ConfigError::Timeout(key)),
+            };
+        let defaults = Timeouts::default();
+        let timeouts = Timeouts {
+            handler: secs(
+                "handler_timeout_secs",
+                serve.handler_timeout_secs,
+                file.handler_timeout_secs,
+                defaults.handler,
+            )?,
+            body: secs(
+                "body_timeout_secs",
+                serve.body_timeout_secs,
+                file.body_timeout_secs,
+                defaults.body,
+            )?,
+        };
+        let defaults = ConnectionLimits::default();
+        let connections = ConnectionLimits {
+            header_read_timeout: secs(
+                "header_read_timeout_secs",
+                serve.header_read_timeout_secs,
+                file.header_read_timeout_secs,
+                defaults.header_read_timeout,
+            )?,
+            max_connections: serve
+                .connection_limit
+                .or(file.connection_limit)
+                .unwrap_or(defaults.max_connections),
+            max_header_bytes: serve
+                .max_header_bytes
+                .or(file.max_header_bytes)
+                .unwrap_or(defaults.max_header_bytes),
+        };
+        if !(1..=1_000_000).contains(&connections.max_connections) {
+            return Err(ConfigError::ConnectionLimit);
+        }
+        if !(MIN_HEADER_BYTES..=1 << 20).contains(&connections.max_header_bytes) {
+            return Err(ConfigError::MaxHeaderBytes);
+        }
+        let body_limit = BodyLimit(
+            serve
+                .body_limit_bytes
+                .or(file.body_limit_bytes)
+                .unwrap_or(DEFAULT_BODY_LIMIT),
+        );
+        if !(1..=1 << 30).contains(&body_limit.0) {
+            return Err(ConfigError::BodyLimit);
+        }
+        let cors_origins = marketd_api::middleware::cors::parse_origins(
+            serve
+                .cors_origins
+                .as_deref()
+                .or(file.cors_origins.as_deref())
+                .unwrap_or_default(),
+        )
+        .map_err(ConfigError::CorsOrigins)?;
         Ok(Self {
+            http: Settings {
+                timeouts,
+                body_limit,
+                cors_origins,
+            },
+            connections,
             ingest,
             prices,
             auth_failures_per_minute,
@@ -327,7 +449,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\n",
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\n",
             self.listen,
             mask_url(&self.database_url),
             self.demo,
@@ -353,6 +475,17 @@ impl Config {
                 .iter()
                 .map(|i| i.symbols.len() * i.intervals.len())
                 .sum::<usize>(),
+            self.http.timeouts.handler.as_secs(),
+            self.http.timeouts.body.as_secs(),
+            self.connections.header_read_timeout.as_secs(),
+            self.connections.max_connections,
+            self.connections.max_header_bytes,
+            self.http.body_limit.0,
+            self.http
+                .cors_origins
+                .iter()
+                .map(|o| o.to_str().unwrap_or_default())
+                .collect::<Vec<_>>(),
             self.prices.fresh_for.as_secs(),
             self.prices.max_divergence * 100.0,
         )
@@ -606,6 +739,67 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("ingest[0].source:"), "{err}");
+    }
+
+    #[test]
+    fn http_limits_come_from_the_file_and_flags_and_are_checked() {
+        let config = load_file(
+            "handler_timeout_secs = 3\nheader_read_timeout_secs = 4\nconnection_limit = 50\nmax_header_bytes = 9000\n",
+        )
+        .unwrap();
+        assert_eq!(config.http.timeouts.handler, Duration::from_secs(3));
+        assert_eq!(config.http.timeouts.body, Duration::from_secs(10));
+        assert_eq!(
+            config.connections.header_read_timeout,
+            Duration::from_secs(4)
+        );
+        assert_eq!(config.connections.max_connections, 50);
+        assert_eq!(config.connections.max_header_bytes, 9000);
+        assert_eq!(config.http.body_limit, BodyLimit(DEFAULT_BODY_LIMIT));
+        assert!(
+            config.http.cors_origins.is_empty(),
+            "CORS is off by default"
+        );
+        let described = config.describe();
+        assert!(
+            described.contains("handler_timeout_secs = 3\n"),
+            "{described}"
+        );
+        assert!(described.contains("connection_limit = 50\n"), "{described}");
+        assert!(described.contains("cors_origins = []\n"), "{described}");
+
+        let flags = ServeOverrides {
+            body_timeout_secs: Some(2),
+            ..ServeOverrides::default()
+        };
+        let config = Config::load(&Overrides::default(), &flags).unwrap();
+        assert_eq!(config.http.timeouts.body, Duration::from_secs(2));
+        let flags = ServeOverrides {
+            cors_origins: Some("https://a.example, http://localhost:5173".into()),
+            ..ServeOverrides::default()
+        };
+        let described = Config::load(&Overrides::default(), &flags)
+            .unwrap()
+            .describe();
+        assert!(
+            described
+                .contains("cors_origins = [\"https://a.example\", \"http://localhost:5173\"]\n"),
+            "{described}"
+        );
+
+        for bad in [
+            "handler_timeout_secs = 0",
+            "body_timeout_secs = 3601",
+            "header_read_timeout_secs = 0",
+            "connection_limit = 0",
+            "max_header_bytes = 4096",
+            "body_limit_bytes = 0",
+            "cors_origins = \"https://app.example.com/path\"",
+        ] {
+            let err = load_file(bad).unwrap_err().to_string();
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.starts_with(&format!("{key}:")), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod keys;

@@ -124,25 +124,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config.prices,
         &shutdown,
     ));
-    let app = marketd_api::app(state);
+    let app = marketd_api::app(state, &config.http);
     let grace = config.shutdown_timeout;
+    let limits = config.connections;
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(token.clone().cancelled_owned());
-        let server = tokio::spawn(async move { server.await });
-        token.cancelled().await;
-        // Stop accepting happened with the cancellation; in-flight requests get `grace`.
-        match tokio::time::timeout(grace, server).await {
-            Ok(joined) => joined.context("server task")?.context("serving")?,
-            Err(_) => tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "in-flight requests cut off at the deadline"
-            ),
-        }
+        crate::http::serve(listener, app, limits, token, grace).await;
         for task in background {
             let _ = task.await;
         }

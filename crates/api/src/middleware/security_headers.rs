@@ -1,0 +1,126 @@
+//! Headers that tell browsers to treat marketd's responses as data, never as a page to
+//! run, sniff, frame or leak the URL of: on every response, errors included.
+//!
+//! The API itself needs no scripts, styles or frames, so its policy forbids them all.
+//! Swagger UI under `/docs` is a page: it loads its own scripts, styles and images,
+//! sets inline styles from its scripts, and fetches the document and "Try it out"
+//! calls from this origin; its policy allows exactly that.
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+const API_POLICY: HeaderValue =
+    HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'");
+
+const DOCS_POLICY: HeaderValue = HeaderValue::from_static(
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+     form-action 'none'",
+);
+
+/// Where Swagger UI is served.
+pub const DOCS_PREFIX: &str = "/docs";
+
+fn is_docs(path: &str) -> bool {
+    path.strip_prefix(DOCS_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let docs = is_docs(request.uri().path());
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let fixed: [(HeaderName, HeaderValue); 4] = [
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            if docs { DOCS_POLICY } else { API_POLICY },
+        ),
+    ];
+    // Replace, not append: whatever set one of these further in does not get a second copy.
+    for (name, value) in fixed {
+        headers.insert(name, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::middleware::from_fn;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app() -> Router {
+        Router::new()
+            .route("/v1/prices", get(|| async { "{}" }))
+            .route("/docs/", get(|| async { "<html></html>" }))
+            .route("/docsearch", get(|| async { "not the docs" }))
+            .layer(from_fn(security_headers))
+    }
+
+    async fn headers(path: &str) -> (StatusCode, axum::http::HeaderMap) {
+        let response = app()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        (response.status(), response.headers().clone())
+    }
+
+    #[tokio::test]
+    async fn every_response_gets_the_strict_set() {
+        for path in ["/v1/prices", "/nowhere", "/docsearch"] {
+            let (_, headers) = headers(path).await;
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+            assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+            assert_eq!(
+                headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_docs_may_load_their_own_scripts_and_styles() {
+        let (status, headers) = headers("/docs/").await;
+        assert_eq!(status, StatusCode::OK);
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(directive), "{policy}");
+        }
+        assert!(!policy.contains("unsafe-eval"), "{policy}");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+
+    #[test]
+    fn only_the_docs_tree_is_the_docs() {
+        assert!(is_docs("/docs"));
+        assert!(is_docs("/docs/"));
+        assert!(is_docs("/docs/swagger-ui.css"));
+        assert!(!is_docs("/docsearch"));
+        assert!(!is_docs("/v1/docs"));
+    }
+}

@@ -1,0 +1,248 @@
+//! The accept loop: HTTP/1.1 and cleartext HTTP/2 through hyper-util's connection
+//! builder, for what `axum::serve` cannot be told: how long a client may take to send
+//! its request headers, how large they may be, and how many connections may be open.
+//!
+//! A silent or trickling client (slowloris) holds a socket and a task while sending
+//! nothing useful; the header deadline closes it. Past the connection cap the loop stops
+//! accepting, so excess clients wait in the kernel's backlog instead of each costing a
+//! task and a buffer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// What a connection may cost the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time from the connection's (or the previous response's) end to a request's
+    /// complete headers; an idle keep-alive connection is closed after it too.
+    pub header_read_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger is a 431.
+    pub max_header_bytes: usize,
+}
+
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// hyper cannot buffer less than this, so it is the smallest header limit.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
+/// The first bytes of every cleartext HTTP/2 connection.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves `app` until `shutdown` is cancelled, then stops accepting and gives open
+/// requests `grace` to finish before closing what is left.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let builder = Arc::new(builder(&limits));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        // The permit comes first: at the cap, no connection is accepted, not even to close it.
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    accept_failed(&err).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let connection = Connection {
+            builder: Arc::clone(&builder),
+            app: app.clone(),
+            peer,
+            header_read_timeout: limits.header_read_timeout,
+            watcher: graceful.watcher(),
+            shutdown: shutdown.clone(),
+        };
+        connections.spawn(async move {
+            connection.run(stream).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "in-flight requests cut off at the deadline"
+        );
+    }
+    connections.shutdown().await;
+}
+
+fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // A head that does not fit the read buffer is answered 431 by hyper.
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Errors that concern one connection only; anything else (out of file descriptors)
+/// would repeat at once, so the loop pauses before accepting again.
+async fn accept_failed(err: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %err, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: Router,
+    peer: SocketAddr,
+    header_read_timeout: Duration,
+    watcher: Watcher,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream) {
+        let opened = tokio::select! {
+            () = self.shutdown.cancelled() => false,
+            opened = opening(&stream, self.header_read_timeout) => opened,
+        };
+        if !opened {
+            return;
+        }
+        let peer = self.peer;
+        // The client-ip layer reads the peer address from here, as with axum::serve.
+        let service = self
+            .app
+            .map_request(move |mut request: axum::http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        let io = TokioIo::new(stream);
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+        if let Err(err) = self.watcher.watch(connection).await {
+            tracing::debug!(error = %err, peer = %peer, "connection ended with an error");
+        }
+    }
+}
+
+/// Waits, up to `deadline`, until the client has sent enough to tell HTTP/1 from HTTP/2.
+///
+/// hyper's header deadline starts only once the protocol is known, and the builder waits
+/// for that without a limit; a client that connects and says nothing would otherwise be
+/// kept forever. False when the client sent nothing in time or hung up.
+async fn opening(stream: &TcpStream, deadline: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + deadline;
+    let mut buf = [0u8; H2_PREFACE.len()];
+    loop {
+        let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await else {
+            return false;
+        };
+        if n == 0 {
+            return false;
+        }
+        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+            return true;
+        }
+        // A part of the HTTP/2 preface: peeking again would return at once, so wait a
+        // little for the rest. Real clients send the preface in one segment.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(20)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn the_opening_waits_for_enough_to_pick_a_protocol() {
+        let deadline = Duration::from_millis(300);
+        let (_silent, server) = pair().await;
+        assert!(!opening(&server, deadline).await, "a silent client");
+
+        let (mut client, server) = pair().await;
+        client.write_all(b"GET / HT").await.unwrap();
+        assert!(opening(&server, deadline).await, "HTTP/1 shows at once");
+
+        let (mut client, server) = pair().await;
+        client.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        assert!(!opening(&server, deadline).await, "half an HTTP/2 preface");
+
+        let (mut client, server) = pair().await;
+        client.write_all(H2_PREFACE).await.unwrap();
+        assert!(opening(&server, deadline).await, "a whole HTTP/2 preface");
+
+        let (client, server) = pair().await;
+        drop(client);
+        assert!(!opening(&server, deadline).await, "a client that hung up");
+    }
+}
