@@ -22,6 +22,7 @@ both_backends!(
     validation_errors_are_problems,
     unknown_routes_methods_and_symbols_are_problems,
     metrics_count_requests_by_route_template,
+    cached_answers_still_need_a_key_with_the_scope,
 );
 
 async fn json(response: reqwest::Response) -> (StatusCode, String, Value) {
@@ -681,4 +682,46 @@ async fn metrics_count_requests_by_route_template(app: &TestApp) {
             .unwrap_or(name);
         assert!(scrape.contains(&format!("# TYPE {family} ")), "{line}");
     }
+}
+
+async fn cached_answers_still_need_a_key_with_the_scope(app: &TestApp) {
+    use marketd_domain::access::Scope;
+
+    seed_btc(app.store.as_ref(), 3).await;
+    let path = "/v1/prices?symbols=BTC";
+    let first = app.get(path).await;
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    // Nothing is kept by default, so clients are asked to revalidate.
+    assert_eq!(first.headers()["cache-control"], "private, no-cache");
+    let body = first.text().await.unwrap();
+
+    // The entry is warm, yet every caller is still authenticated and authorised.
+    let anon = app.anon.get(app.url(path)).send().await.unwrap();
+    assert_eq!(anon.status(), 401);
+    let signals_only =
+        crate::helpers::issue_key(&app.auth, "signals", &[Scope::SignalsRead], |_| {}).await;
+    let refused = crate::helpers::bearer_client(&signals_only)
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    let revalidated = app
+        .client
+        .get(app.url(path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert!(
+        revalidated.headers().contains_key("ratelimit"),
+        "a 304 still spends quota"
+    );
+    assert_eq!(revalidated.headers()["etag"], etag.as_str());
+    let again = app.get(path).await;
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert_eq!(again.text().await.unwrap(), body);
 }

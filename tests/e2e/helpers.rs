@@ -61,6 +61,7 @@ pub fn config(url: &str) -> Config {
         key_pepper: Some(marketd_api::auth::Pepper::parse(TEST_PEPPER).unwrap()),
         ingest: Vec::new(),
         prices: Default::default(),
+        response_cache: Duration::ZERO,
         http: Default::default(),
         connections: Default::default(),
     }

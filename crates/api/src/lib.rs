@@ -106,7 +106,12 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
 pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
     let (router, _) = api_router().split_for_parts();
     // Route layers run after routing, so they know the route template and its required
-    // scope: authenticate, then rate-limit the key.
+    // scope: authenticate, then rate-limit the key, then the response cache, so a cached
+    // answer never skips a scope check or a quota.
+    let router = router.route_layer(from_fn_with_state(
+        Arc::clone(&state.response_cache),
+        middleware::response_cache::cache,
+    ));
     let router = with_access_control(router, &state)
         .merge(
             SwaggerUi::new(middleware::security_headers::DOCS_PREFIX)

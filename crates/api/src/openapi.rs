@@ -85,6 +85,18 @@ pub fn document_auth_responses(doc: &mut utoipa::openapi::OpenApi) {
 pub fn document_transport_responses(doc: &mut utoipa::openapi::OpenApi) {
     for (path, item) in &mut doc.paths.paths {
         let timed = !crate::middleware::timeout::exempt(path);
+        let cacheable =
+            crate::middleware::response_cache::CACHEABLE_ROUTES.contains(&path.as_str());
+        if let Some(get) = item.get.as_mut().filter(|_| cacheable) {
+            let not_modified = utoipa::openapi::ResponseBuilder::new()
+                .description(
+                    "Not modified: `If-None-Match` holds the current `ETag` of this answer",
+                )
+                .build();
+            get.responses
+                .responses
+                .insert("304".to_owned(), RefOr::T(not_modified));
+        }
         let operations = [
             &mut item.get,
             &mut item.post,

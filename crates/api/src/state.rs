@@ -30,6 +30,7 @@ pub struct AppState {
     /// A latest price older than this is reported with `stale: true`.
     pub stale_after_ms: i64,
     pub metrics: Arc<HttpMetrics>,
+    pub response_cache: Arc<crate::middleware::response_cache::ResponseCache>,
     /// What this process ingests, for metrics and readiness.
     pub ingest: Arc<IngestView>,
 }
@@ -62,6 +63,7 @@ impl AppState {
                 crate::route_templates().iter().map(String::as_str),
             )),
             ingest: Arc::default(),
+            response_cache: Arc::default(),
         }
     }
 

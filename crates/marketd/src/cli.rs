@@ -215,6 +215,7 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
             .auth_failures_per_minute
             .or(outer.auth_failures_per_minute),
         price_fresh_secs: inner.price_fresh_secs.or(outer.price_fresh_secs),
+        response_cache_ms: inner.response_cache_ms.or(outer.response_cache_ms),
         price_divergence_pct: inner.price_divergence_pct.or(outer.price_divergence_pct),
         ingest: inner.ingest.or(outer.ingest),
         handler_timeout_secs: inner.handler_timeout_secs.or(outer.handler_timeout_secs),

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub trusted_proxies: Option<String>,
     /// Where security alerts are POSTed (Standard Webhooks).
     pub security_webhook_url: Option<String>,
+    /// Milliseconds GET answers of the data routes are kept in memory; 0 keeps none.
+    pub response_cache_ms: Option<u64>,
     /// Seconds a source's latest price counts towards the reconciled price.
     pub price_fresh_secs: Option<u64>,
     /// Percentage by which a source's price may differ from the median of all fresh
@@ -152,6 +154,9 @@ pub struct ServeOverrides {
     /// Failed authentications one client address may make per minute before 429s [default: 10]
     #[arg(long, env = "MARKETD_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u32>,
+    /// Milliseconds GET answers of the data routes are kept in memory, up to 60000 [default: 0, none]
+    #[arg(long, env = "MARKETD_RESPONSE_CACHE_MS")]
+    pub response_cache_ms: Option<u64>,
     /// Seconds a source's latest price counts towards the reconciled price [default: 120]
     #[arg(long, env = "MARKETD_PRICE_FRESH_SECS")]
     pub price_fresh_secs: Option<u64>,
@@ -203,6 +208,8 @@ pub struct Config {
     pub ingest: Vec<IngestConfig>,
     /// How latest prices of several sources are reconciled.
     pub prices: ReconcileConfig,
+    /// How long GET answers of the data routes are kept in memory; zero keeps none.
+    pub response_cache: Duration,
     /// Settings of the HTTP middleware (timeouts).
     pub http: Settings,
     /// What one client connection may cost.
@@ -251,6 +258,8 @@ pub enum ConfigError {
     CorsOrigins(String),
     #[error("MARKETD_KEY_PEPPER: {0}")]
     KeyPepper(marketd_api::auth::PepperError),
+    #[error("response_cache_ms: must be at most 60000")]
+    ResponseCache,
     #[error("price_fresh_secs: must be between 1 and 86400")]
     PriceFresh,
     #[error("price_divergence_pct: must be a number above 0 and at most 100")]
@@ -421,7 +430,15 @@ impl Config {
                 .unwrap_or_default(),
         )
         .map_err(ConfigError::CorsOrigins)?;
+        let response_cache_ms = serve
+            .response_cache_ms
+            .or(file.response_cache_ms)
+            .unwrap_or(0);
+        if response_cache_ms > 60_000 {
+            return Err(ConfigError::ResponseCache);
+        }
         Ok(Self {
+            response_cache: Duration::from_millis(response_cache_ms),
             http: Settings {
                 timeouts,
                 body_limit,
@@ -449,7 +466,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\n",
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\n",
             self.listen,
             mask_url(&self.database_url),
             self.demo,
@@ -488,6 +505,7 @@ impl Config {
                 .collect::<Vec<_>>(),
             self.prices.fresh_for.as_secs(),
             self.prices.max_divergence * 100.0,
+            self.response_cache.as_millis(),
         )
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use marketd_api::AppState;
 use marketd_api::auth::{Auth, AuthConfig};
+use marketd_api::middleware::response_cache::ResponseCache;
 use marketd_ingest::demo::{self, DemoOptions};
 use marketd_storage::{ConnectOptions, Store, connect};
 use tokio::net::TcpListener;
@@ -102,6 +103,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     ));
     let mut state = AppState::new(Arc::clone(&store), Arc::clone(&auth));
     state.ingest = Arc::new(crate::ingest::view(&ingest_jobs));
+    state.response_cache = Arc::new(ResponseCache::new(
+        config.response_cache,
+        marketd_api::middleware::response_cache::DEFAULT_CACHE_BYTES,
+    ));
     background.extend(
         marketd_api::backtests::start(
             Arc::clone(&store),

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod problem;
 pub mod rate_limit;
 pub mod request_id;
+pub mod response_cache;
 pub mod security_headers;
 pub mod timeout;
 

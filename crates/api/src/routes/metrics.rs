@@ -44,6 +44,30 @@ pub async fn metrics_get(State(state): State<AppState>) -> Response {
         "Most connections the pool may open.",
         pool.max,
     );
+    let cache = &state.response_cache;
+    family(
+        &mut out,
+        "marketd_response_cache_requests_total",
+        "counter",
+        "Cacheable GET requests: hits and misses of the response cache, and the 304s among them.",
+    );
+    for (result, n) in [
+        ("hit", &cache.hits),
+        ("miss", &cache.misses),
+        ("not_modified", &cache.not_modified),
+    ] {
+        let n = n.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "marketd_response_cache_requests_total{{result=\"{result}\"}} {n}"
+        );
+    }
+    gauge(
+        &mut out,
+        "marketd_response_cache_bytes",
+        "Bytes of keys and bodies the response cache holds.",
+        cache.weighted_size(),
+    );
     render_sources(&state, &mut out);
     render_lag(&state, &mut out).await;
     (

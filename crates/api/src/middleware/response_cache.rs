@@ -1,0 +1,446 @@
+//! Response cache and conditional requests for the GET data routes.
+//!
+//! A route layer, so it runs after authentication and rate limiting: a cached answer
+//! never skips a scope check or a quota.
+//!
+//! Every answer of these routes gets a strong `ETag` (a hash of its bytes), and a
+//! matching `If-None-Match` gets 304, which saves the transfer.
+//!
+//! Keeping answers in memory is off by default: entries are not invalidated when stored
+//! data changes (another process may change it), so a cache lifetime is a promise of
+//! staleness up to that long, which the operator must choose. With a lifetime set,
+//! entries are keyed by path and normalised query (parameters sorted by name), live that
+//! long, and are bounded by total body size; concurrent misses for one key are computed
+//! once, the others waiting for it. `Cache-Control: private, max-age=N` and `Age` then
+//! say how fresh an answer is; without it, `private, no-cache` asks clients to
+//! revalidate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use moka::sync::Cache;
+use sha2::{Digest, Sha256};
+
+/// Routes whose GET answers depend only on the request, never on the caller.
+pub const CACHEABLE_ROUTES: [&str; 8] = [
+    "/v1/assets",
+    "/v1/assets/{symbol}",
+    "/v1/prices",
+    "/v1/ohlcv/{symbol}",
+    "/v1/indicators/{symbol}",
+    "/v1/signals",
+    "/v1/signals/{symbol}/history",
+    "/v1/strategies",
+];
+
+/// Largest body kept; larger answers are served as they come.
+const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    /// The handler's headers (content type, `Link`, …), served again with the body.
+    headers: HeaderMap,
+    body: Bytes,
+    etag: HeaderValue,
+    stored_at: Instant,
+}
+
+/// The cache, its single-flight gates and its counters.
+pub struct ResponseCache {
+    entries: Cache<String, Arc<Entry>>,
+    /// One lock per key being computed, so concurrent misses wait instead of all
+    /// computing; idle gates expire on their own.
+    gates: Cache<String, Arc<tokio::sync::Mutex<()>>>,
+    ttl: Duration,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub not_modified: AtomicU64,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("ttl", &self.ttl)
+            .field("entries", &self.entries.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResponseCache {
+    /// A cache of at most `max_bytes` of bodies whose entries live `ttl`.
+    pub fn new(ttl: Duration, max_bytes: u64) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, entry: &Arc<Entry>| {
+                u32::try_from(key.len() + entry.body.len()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(ttl)
+            .build();
+        let gates = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_idle(Duration::from_secs(10))
+            .build();
+        Self {
+            entries,
+            gates,
+            ttl,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Bytes of keys and bodies held now.
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+
+    /// Drops every entry, for when stored data changed under them.
+    pub fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
+    fn keeps(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    fn fresh(&self, key: &str) -> Option<Arc<Entry>> {
+        if !self.keeps() {
+            return None;
+        }
+        self.entries
+            .get(key)
+            .filter(|entry| entry.stored_at.elapsed() < self.ttl)
+    }
+}
+
+/// Bodies kept at most, when keeping is on.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Default for ResponseCache {
+    /// Validators and 304s only; nothing is kept.
+    fn default() -> Self {
+        Self::new(Duration::ZERO, DEFAULT_CACHE_BYTES)
+    }
+}
+
+/// The path and query with parameters sorted by name (stable, so repeated names keep
+/// their order): `?b=2&a=1` and `?a=1&b=2` are one entry.
+fn cache_key(request: &Request) -> String {
+    let uri = request.uri();
+    let mut pairs: Vec<&str> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .collect();
+    pairs.sort_by_key(|pair| pair.split('=').next().unwrap_or_default());
+    format!("{}?{}", uri.path(), pairs.join("&"))
+}
+
+/// Only JSON is cached; CSV and NDJSON answers stream whole ranges.
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|accept| !accept.contains("csv") && !accept.contains("ndjson"))
+}
+
+fn matches(if_none_match: Option<&HeaderValue>, etag: &HeaderValue) -> bool {
+    let Some(value) = if_none_match.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let etag = etag.to_str().unwrap_or_default();
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
+}
+
+fn answer(cache: &ResponseCache, entry: &Entry, if_none_match: Option<&HeaderValue>) -> Response {
+    let age = entry.stored_at.elapsed();
+    let left = cache.ttl.saturating_sub(age).as_secs();
+    let cache_control = if cache.keeps() {
+        HeaderValue::from_str(&format!("private, max-age={left}"))
+            .unwrap_or(HeaderValue::from_static("private, no-cache"))
+    } else {
+        HeaderValue::from_static("private, no-cache")
+    };
+    let age = HeaderValue::from(age.as_secs());
+    let mut response = if matches(if_none_match, &entry.etag) {
+        cache.not_modified.fetch_add(1, Ordering::Relaxed);
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        // RFC 9110 §15.4.5: a 304 repeats the headers a 200 would have had, less the
+        // ones that describe a body.
+        for (name, value) in &entry.headers {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                response.headers_mut().append(name, value.clone());
+            }
+        }
+        response
+    } else {
+        let mut response = Response::new(Body::from(entry.body.clone()));
+        *response.headers_mut() = entry.headers.clone();
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, entry.etag.clone());
+    headers.insert(header::CACHE_CONTROL, cache_control);
+    headers.insert(header::AGE, age);
+    response
+}
+
+pub async fn cache(
+    State(cache): State<Arc<ResponseCache>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let cacheable = request.method() == Method::GET
+        && request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| CACHEABLE_ROUTES.contains(&p.as_str()))
+        && wants_json(request.headers());
+    if !cacheable {
+        return next.run(request).await;
+    }
+    let key = cache_key(&request);
+    let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
+    if let Some(entry) = cache.fresh(&key) {
+        cache.hits.fetch_add(1, Ordering::Relaxed);
+        return answer(&cache, &entry, if_none_match.as_ref());
+    }
+    let gate = cache.keeps().then(|| {
+        cache
+            .gates
+            .get_with(key.clone(), || Arc::new(tokio::sync::Mutex::new(())))
+    });
+    let _turn = match &gate {
+        Some(gate) => Some(gate.lock().await),
+        None => None,
+    };
+    // Computed by the request ahead of this one while it waited.
+    if let Some(entry) = cache.fresh(&key) {
+        cache.hits.fetch_add(1, Ordering::Relaxed);
+        return answer(&cache, &entry, if_none_match.as_ref());
+    }
+    cache.misses.fetch_add(1, Ordering::Relaxed);
+    let response = next.run(request).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
+    // Only bodies already whole in memory (their exact size is known) are kept; a
+    // streamed or very large one is passed on untouched.
+    let size = http_body::Body::size_hint(&body).exact();
+    let Some(size) = size.filter(|_| json) else {
+        return Response::from_parts(parts, body);
+    };
+    if size > MAX_ENTRY_BYTES as u64 {
+        return Response::from_parts(parts, body);
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_ENTRY_BYTES).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let digest = Sha256::digest(&body);
+    let etag = format!("\"{}\"", hex(&digest[..12]));
+    let mut headers = parts.headers;
+    headers.remove(header::CONTENT_LENGTH);
+    let entry = Entry {
+        headers,
+        body,
+        etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+        stored_at: Instant::now(),
+    };
+    let served = answer(&cache, &entry, if_none_match.as_ref());
+    if cache.keeps() {
+        cache.entries.insert(key, Arc::new(entry));
+    }
+    served
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+    use std::sync::atomic::AtomicUsize;
+
+    use axum::Router;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    struct Fixture {
+        app: Router,
+        calls: Arc<AtomicUsize>,
+        cache: Arc<ResponseCache>,
+    }
+
+    fn fixture(ttl: Duration) -> Fixture {
+        Fixture::with(ResponseCache::new(ttl, 1024 * 1024))
+    }
+
+    impl Fixture {
+        /// `/v1/prices` answers JSON naming how many times it ran; `/v1/ohlcv/{symbol}` fails.
+        fn with(cache: ResponseCache) -> Fixture {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let cache = Arc::new(cache);
+            let counter = Arc::clone(&calls);
+            let prices = move || {
+                let counter = Arc::clone(&counter);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    axum::Json(serde_json::json!({"data": n}))
+                }
+            };
+            let app = Router::new()
+                .route("/v1/prices", get(prices))
+                .route(
+                    "/v1/keys/self",
+                    get(|| async { axum::Json(serde_json::json!({})) }),
+                )
+                .route(
+                    "/v1/ohlcv/{symbol}",
+                    get(|| async { StatusCode::NOT_FOUND }),
+                )
+                .route_layer(axum::middleware::from_fn_with_state(
+                    Arc::clone(&cache),
+                    super::cache,
+                ));
+            Fixture { app, calls, cache }
+        }
+    }
+
+    async fn send(app: &Router, uri: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = Request::get(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        app.clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    async fn text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_fresh_entry_is_served_with_honest_freshness_and_revalidated() {
+        let f = fixture(Duration::from_secs(60));
+        let first = send(&f.app, "/v1/prices?symbols=BTC&x=1", &[]).await;
+        assert_eq!(first.status(), 200);
+        let etag = first.headers()[header::ETAG].clone();
+        assert!(
+            etag.to_str().unwrap().starts_with('"'),
+            "a strong validator"
+        );
+        // Whole seconds left, rounded down: never more freshness than there is.
+        let fresh_for = first.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            ["private, max-age=59", "private, max-age=60"].contains(&fresh_for.as_str()),
+            "{fresh_for}"
+        );
+        assert_eq!(text(first).await, r#"{"data":1}"#);
+        // The same query in another order is the same entry.
+        let again = send(&f.app, "/v1/prices?x=1&symbols=BTC", &[]).await;
+        assert_eq!(again.headers()[header::ETAG], etag);
+        assert!(again.headers().contains_key(header::AGE));
+        assert_eq!(text(again).await, r#"{"data":1}"#);
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+
+        let revalidated = send(
+            &f.app,
+            "/v1/prices?symbols=BTC&x=1",
+            &[("if-none-match", etag.to_str().unwrap())],
+        )
+        .await;
+        assert_eq!(revalidated.status(), 304);
+        assert_eq!(revalidated.headers()[header::ETAG], etag);
+        assert!(text(revalidated).await.is_empty());
+        let other = send(
+            &f.app,
+            "/v1/prices?symbols=BTC&x=1",
+            &[("if-none-match", "\"nope\"")],
+        )
+        .await;
+        assert_eq!(other.status(), 200);
+        assert_eq!(f.cache.hits.load(Ordering::Relaxed), 3);
+        assert_eq!(f.cache.not_modified.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_are_computed_once() {
+        let f = fixture(Duration::from_secs(60));
+        let answers =
+            futures::future::join_all((0..8).map(|_| send(&f.app, "/v1/prices?symbols=ETH", &[])))
+                .await;
+        assert!(answers.iter().all(|a| a.status() == 200));
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(f.cache.misses.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn by_default_nothing_is_kept_but_validators_still_save_transfers() {
+        let f = Fixture::with(ResponseCache::default());
+        let first = send(&f.app, "/v1/prices", &[]).await;
+        let etag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(first.headers()[header::CACHE_CONTROL], "private, no-cache");
+        let second = send(&f.app, "/v1/prices", &[("if-none-match", &etag)]).await;
+        // Recomputed (the counter moved, so the body and its tag changed): no 304.
+        assert_eq!(second.status(), 200);
+        assert_eq!(text(second).await, r#"{"data":2}"#);
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_and_other_answers_are_not_kept() {
+        let f = fixture(Duration::from_millis(100));
+        send(&f.app, "/v1/prices", &[]).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            text(send(&f.app, "/v1/prices", &[]).await).await,
+            r#"{"data":2}"#
+        );
+        // CSV is streamed, never kept.
+        send(&f.app, "/v1/prices", &[("accept", "text/csv")]).await;
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+        // Errors are not kept, and routes outside the list are left alone.
+        for _ in 0..2 {
+            let missing = send(&f.app, "/v1/ohlcv/BTC", &[]).await;
+            assert_eq!(missing.status(), 404);
+            assert!(!missing.headers().contains_key(header::ETAG));
+            let own = send(&f.app, "/v1/keys/self", &[]).await;
+            assert!(!own.headers().contains_key(header::ETAG));
+        }
+        assert_eq!(f.cache.misses.load(Ordering::Relaxed), 4);
+    }
+}
