@@ -236,6 +236,9 @@ pub enum ApiError {
     /// Too many queued or running jobs for this key.
     #[error("{0}")]
     TooManyJobs(String),
+    /// Too many open streams for this key.
+    #[error("{0}")]
+    TooManyStreams(String),
     /// The caller's key lacks a scope the request needs (e.g. to grant it to a new key).
     #[error("{0}")]
     Forbidden(String),
@@ -306,6 +309,11 @@ impl IntoResponse for ApiError {
                         HeaderValue::from(RETRY_AFTER_UNAVAILABLE_SECS),
                     )),
                 )
+            }
+            ApiError::TooManyStreams(_) => {
+                let mut problem = Problem::new(ProblemType::RateLimited, detail);
+                problem.violated_policies = Some(vec!["streams".to_owned()]);
+                (problem, None)
             }
             ApiError::Forbidden(_) => (Problem::new(ProblemType::InsufficientScope, detail), None),
             ApiError::Store(err) if err.is_unavailable() => {

@@ -9,6 +9,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod price_stream;
 pub mod routes;
 pub mod signal_engine;
 pub mod state;
@@ -46,6 +47,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(assets::assets_list))
         .routes(routes!(assets::assets_get))
         .routes(routes!(prices::prices_list))
+        .routes(routes!(routes::stream::stream_prices))
         .routes(routes!(ohlcv::ohlcv_get))
         .routes(routes!(routes::indicators::indicators_get))
         .routes(routes!(keys::keys_create, keys::keys_list))

@@ -31,6 +31,10 @@ pub struct AppState {
     pub stale_after_ms: i64,
     pub metrics: Arc<HttpMetrics>,
     pub response_cache: Arc<crate::middleware::response_cache::ResponseCache>,
+    pub price_hub: Arc<crate::price_stream::PriceHub>,
+    pub streams: Arc<crate::price_stream::StreamCounts>,
+    /// Cancelled at shutdown, so long-lived streams can say goodbye.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// What this process ingests, for metrics and readiness.
     pub ingest: Arc<IngestView>,
 }
@@ -64,6 +68,9 @@ impl AppState {
             )),
             ingest: Arc::default(),
             response_cache: Arc::default(),
+            price_hub: Arc::default(),
+            streams: Arc::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 

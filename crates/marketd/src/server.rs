@@ -103,6 +103,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     ));
     let mut state = AppState::new(Arc::clone(&store), Arc::clone(&auth));
     state.ingest = Arc::new(crate::ingest::view(&ingest_jobs));
+    state.shutdown = shutdown.clone();
+    background.push(Arc::clone(&state.price_hub).spawn(Arc::clone(&store), shutdown.clone()));
     state.response_cache = Arc::new(ResponseCache::new(
         config.response_cache,
         marketd_api::middleware::response_cache::DEFAULT_CACHE_BYTES,

@@ -12,6 +12,7 @@ pub mod ohlcv;
 pub mod prices;
 pub mod signals;
 pub mod strategies;
+pub mod stream;
 
 mod cursor;
 mod interval;

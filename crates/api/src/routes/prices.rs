@@ -74,7 +74,7 @@ pub struct PricesResponse {
     pub meta: PricesMeta,
 }
 
-fn price_out(p: LatestPrice, now: i64, stale_after_ms: i64) -> PriceOut {
+pub(crate) fn price_out(p: LatestPrice, now: i64, stale_after_ms: i64) -> PriceOut {
     PriceOut {
         change_24h: p.change_24h(),
         change_24h_pct: p.change_24h_pct(),
