@@ -107,7 +107,7 @@ pub fn ema(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
         *slot = prev;
     }
     finite_or(ok, &[("value", values)])?;
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 /// One EMA step, `prev + k·(x − prev)`, computed as `k·x + (1 − k)·prev`: equal to a few
@@ -202,7 +202,7 @@ pub fn wma(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
         weighted -= plain;
     }
     finite_or(ok, &[("value", values)])?;
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 /// Incremental [`wma`]. Keeps the weighted sum and the plain sum of the window so each
@@ -319,7 +319,7 @@ fn ema_cascade<const STAGES: usize>(
         *slot = combine(e1, e2, e3);
     }
     finite_or(ok, &[("value", values)])?;
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 /// Incremental [`dema`].

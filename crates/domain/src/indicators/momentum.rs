@@ -4,8 +4,8 @@
 use super::ma::{Ema, EmaStep, Sma};
 use super::window::{Extreme, Ring, RunningExtreme};
 use super::{
-    CandleColumns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period, column,
-    finite, finite_candle, finite_or,
+    CandleColumns, Columns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period,
+    column, finite, finite_candle, finite_or,
 };
 use crate::Candle;
 
@@ -17,7 +17,7 @@ pub fn rsi(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
     finite_or(all_finite(values), &[("value", values)])?;
     let mut out = vec![f64::NAN; values.len()];
     rsi_into(values, period, |i, r| out[i] = r);
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 /// The defined part of [`rsi`], computed as [`Rsi::push`] does: hands `(i, rsi)` to
@@ -160,13 +160,9 @@ pub fn macd(
     finite_or(all_finite(values), &[("value", values)])?;
     let n = values.len();
     let lookback = slow + signal - 2;
+    let mut columns = Columns::<3>::new(n);
     if n <= lookback {
-        let none = || column(n, n, std::iter::empty());
-        return Ok(MacdSeries {
-            macd: none(),
-            signal: none(),
-            hist: none(),
-        });
+        return Ok(MacdSeries::from(columns));
     }
     // Both EMAs seeded on candle `slow − 1`, then the signal EMA over the MACD line;
     // the three carried values are independent chains that overlap in one loop.
@@ -184,9 +180,7 @@ pub fn macd(
         seed += line;
     }
     let mut signal_ema = seed / signal as f64;
-    let mut macd = vec![f64::NAN; n];
-    let mut signal_out = vec![f64::NAN; n];
-    let mut hist = vec![f64::NAN; n];
+    let [macd, signal_out, hist] = columns.split();
     (macd[lookback], signal_out[lookback], hist[lookback]) = (line, signal_ema, line - signal_ema);
     let outputs = macd[lookback + 1..]
         .iter_mut()
@@ -199,11 +193,14 @@ pub fn macd(
         signal_ema = signal_step.next(signal_ema, line);
         (*m, *s, *h) = (line, signal_ema, line - signal_ema);
     }
-    Ok(MacdSeries {
-        macd: Series(macd),
-        signal: Series(signal_out),
-        hist: Series(hist),
-    })
+    Ok(MacdSeries::from(columns))
+}
+
+impl From<Columns<3>> for MacdSeries {
+    fn from(columns: Columns<3>) -> Self {
+        let [macd, signal, hist] = columns.finish();
+        Self { macd, signal, hist }
+    }
 }
 
 /// Incremental [`macd`].
@@ -355,9 +352,11 @@ impl StreamingMean {
     }
 }
 
-/// Two all-NaN columns of `len` values, for the two outputs of a stochastic.
-fn two_columns(len: usize) -> (Vec<f64>, Vec<f64>) {
-    (vec![f64::NAN; len], vec![f64::NAN; len])
+impl From<Columns<2>> for StochSeries {
+    fn from(columns: Columns<2>) -> Self {
+        let [k, d] = columns.finish();
+        Self { k, d }
+    }
 }
 
 /// Slow stochastic (TA-Lib STOCH with SMA smoothing): fast %K over `fastk` candles,
@@ -380,7 +379,8 @@ pub fn stoch(
         });
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
     let n = close.len();
-    let (mut k, mut d) = two_columns(n);
+    let mut columns = Columns::<2>::new(n);
+    let [k, d] = columns.split();
     let mut highest = RunningExtreme::<true>::new(fastk);
     let mut lowest = RunningExtreme::<false>::new(fastk);
     let (mut slow, mut signal) = (StreamingMean::new(slowk), StreamingMean::new(slowd));
@@ -396,10 +396,7 @@ pub fn stoch(
             (k[i], d[i]) = (slow_k, slow_d);
         }
     }
-    Ok(StochSeries {
-        k: Series(k),
-        d: Series(d),
-    })
+    Ok(StochSeries::from(columns))
 }
 
 /// Incremental [`stoch`].
@@ -463,7 +460,8 @@ pub fn stochrsi(
 ) -> Result<StochSeries, IndicatorError> {
     StochRsi::new(period, fastk, fastd)?;
     finite_or(all_finite(values), &[("value", values)])?;
-    let (mut k, mut d) = two_columns(values.len());
+    let mut columns = Columns::<2>::new(values.len());
+    let [k, d] = columns.split();
     let mut highest = RunningExtreme::<true>::new(fastk);
     let mut lowest = RunningExtreme::<false>::new(fastk);
     // The current block of RSI values, which the extremes read back.
@@ -481,10 +479,7 @@ pub fn stochrsi(
             (k[i], d[i]) = (fast_k, fast_d);
         }
     });
-    Ok(StochSeries {
-        k: Series(k),
-        d: Series(d),
-    })
+    Ok(StochSeries::from(columns))
 }
 
 /// Incremental [`stochrsi`].
@@ -556,7 +551,7 @@ pub fn willr(candles: &CandleColumns, period: usize) -> Result<Series, Indicator
         }
     }
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 #[inline]
@@ -696,7 +691,7 @@ pub fn cci(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorEr
             out[i] = cci_value(typical, mean, deviation);
         }
     }
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 #[inline]
@@ -816,7 +811,7 @@ pub fn mfi(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorEr
             *slot_out = mfi_value(positive, negative);
         }
     }
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 #[inline]

@@ -2,8 +2,8 @@
 
 use super::window::Ring;
 use super::{
-    CandleColumns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period, column,
-    finite, finite_candle, finite_or,
+    CandleColumns, Columns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period,
+    column, finite, finite_candle, finite_or,
 };
 use crate::Candle;
 
@@ -197,9 +197,8 @@ pub fn bbands(values: &[f64], period: usize, k: f64) -> Result<BbandsSeries, Ind
     Bbands::new(period, k)?;
     finite_or(all_finite(values), &[("value", values)])?;
     let n = values.len();
-    let mut upper = vec![f64::NAN; n];
-    let mut middle = vec![f64::NAN; n];
-    let mut lower = vec![f64::NAN; n];
+    let mut columns = Columns::<3>::new(n);
+    let [upper, middle, lower] = columns.split();
     let head = (period - 1).min(n);
     let outputs = upper[head..]
         .iter_mut()
@@ -209,10 +208,11 @@ pub fn bbands(values: &[f64], period: usize, k: f64) -> Result<BbandsSeries, Ind
         let width = k * var.sqrt();
         (*u, *m, *l) = (mean + width, mean, mean - width);
     }
+    let [upper, middle, lower] = columns.finish();
     Ok(BbandsSeries {
-        upper: Series(upper),
-        middle: Series(middle),
-        lower: Series(lower),
+        upper,
+        middle,
+        lower,
     })
 }
 
@@ -294,7 +294,7 @@ fn average_true_range(
             atr = wilder.mean(atr, true_range(h, l, prev_close));
             *slot = finish(atr, c);
         }
-        Series(out)
+        Series::from_raw(out)
     };
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
     Ok(out)
