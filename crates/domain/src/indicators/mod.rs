@@ -19,8 +19,10 @@
 //! their first `period` inputs, RSI/ATR/ADX use Wilder's smoothing seeded from plain sums,
 //! Bollinger Bands use the population standard deviation, and MACD seeds its fast EMA on
 //! the same candle as its slow one. The arithmetic follows TA-Lib's order of operations,
-//! except that EMA and Wilder steps are written with one multiply-add on the value
-//! carried from step to step (see [`Wilder`]), which is faster and agrees to a few ulps.
+//! except that Wilder steps are written with one multiply-add on the value carried from
+//! step to step (see [`Wilder`]) and EMA steps are taken two at a time (see
+//! `smoothing.rs`), which is faster and agrees to a few ulps; the rolling variance
+//! multiplies by `1 / period` as TA-Lib's VAR does.
 //!
 //! Zero tests are relative, never absolute: a high-low range or a CCI deviation counts as
 //! zero only when it is below about 90 ulps of the prices involved (as in TA-Lib 0.8,
@@ -36,6 +38,7 @@
 
 mod ma;
 mod momentum;
+mod smoothing;
 mod spec;
 mod trend;
 mod volatility;

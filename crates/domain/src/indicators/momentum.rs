@@ -1,7 +1,8 @@
 //! Oscillators and momentum: RSI, MACD, Stochastic, Stochastic RSI, Williams %R, ROC,
 //! CCI and MFI.
 
-use super::ma::{Ema, EmaStep, Sma};
+use super::ma::{Ema, Sma};
+use super::smoothing::{Smoothed, Smoothing};
 use super::window::{Extreme, Ring, RunningExtreme};
 use super::{
     CandleColumns, Columns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period,
@@ -167,31 +168,41 @@ pub fn macd(
     // Both EMAs seeded on candle `slow − 1`, then the signal EMA over the MACD line;
     // the three carried values are independent chains that overlap in one loop.
     let mean = |xs: &[f64]| xs.iter().fold(0.0, |s, &x| s + x) / xs.len() as f64;
-    let mut slow_ema = mean(&values[..slow]);
-    let mut fast_ema = mean(&values[slow - fast..slow]);
-    let (fast_step, slow_step, signal_step) =
-        (EmaStep::new(fast), EmaStep::new(slow), EmaStep::new(signal));
-    let mut line = fast_ema - slow_ema;
+    let mut slow_ema = Smoothing::start(mean(&values[..slow]));
+    let mut fast_ema = Smoothing::start(mean(&values[slow - fast..slow]));
+    let (fast_step, slow_step, signal_step) = (
+        Smoothing::ema(fast),
+        Smoothing::ema(slow),
+        Smoothing::ema(signal),
+    );
+    let mut line = fast_ema.value - slow_ema.value;
     let mut seed = line;
     for &x in &values[slow..slow + signal - 1] {
-        slow_ema = slow_step.next(slow_ema, x);
-        fast_ema = fast_step.next(fast_ema, x);
-        line = fast_ema - slow_ema;
+        line = fast_step.step(&mut fast_ema, x) - slow_step.step(&mut slow_ema, x);
         seed += line;
     }
-    let mut signal_ema = seed / signal as f64;
+    let mut signal_ema = Smoothing::start(seed / signal as f64);
     let [macd, signal_out, hist] = columns.split();
-    (macd[lookback], signal_out[lookback], hist[lookback]) = (line, signal_ema, line - signal_ema);
+    (macd[lookback], signal_out[lookback], hist[lookback]) =
+        (line, signal_ema.value, line - signal_ema.value);
     let outputs = macd[lookback + 1..]
         .iter_mut()
         .zip(&mut signal_out[lookback + 1..])
         .zip(&mut hist[lookback + 1..]);
-    for (((m, s), h), &x) in outputs.zip(&values[lookback + 1..]) {
-        slow_ema = slow_step.next(slow_ema, x);
-        fast_ema = fast_step.next(fast_ema, x);
-        let line = fast_ema - slow_ema;
-        signal_ema = signal_step.next(signal_ema, line);
-        (*m, *s, *h) = (line, signal_ema, line - signal_ema);
+    // The first step before the loop (the averages may have just been seeded), so that
+    // the loop has only the two-step form.
+    let mut rows = outputs.zip(&values[lookback + 1..]);
+    if let Some((((m, s), h), &x)) = rows.next() {
+        let line = fast_step.step(&mut fast_ema, x) - slow_step.step(&mut slow_ema, x);
+        let signal = signal_step.step(&mut signal_ema, line);
+        (*m, *s, *h) = (line, signal, line - signal);
+        for (((m, s), h), &x) in rows {
+            slow_ema = slow_step.next(slow_ema, x);
+            fast_ema = fast_step.next(fast_ema, x);
+            let line = fast_ema.value - slow_ema.value;
+            signal_ema = signal_step.next(signal_ema, line);
+            (*m, *s, *h) = (line, signal_ema.value, line - signal_ema.value);
+        }
     }
     Ok(MacdSeries::from(columns))
 }
@@ -208,12 +219,12 @@ impl From<Columns<3>> for MacdSeries {
 pub struct Macd {
     fast: usize,
     slow: usize,
-    fast_step: EmaStep,
-    slow_step: EmaStep,
+    fast_step: Smoothing,
+    slow_step: Smoothing,
     seen: usize,
     /// Seed sums while warming up, then the EMAs themselves.
-    fast_ema: f64,
-    slow_ema: f64,
+    fast_ema: Smoothed,
+    slow_ema: Smoothed,
     signal: Ema,
 }
 
@@ -231,11 +242,11 @@ impl Macd {
         Ok(Self {
             fast,
             slow,
-            fast_step: EmaStep::new(fast),
-            slow_step: EmaStep::new(slow),
+            fast_step: Smoothing::ema(fast),
+            slow_step: Smoothing::ema(slow),
             seen: 0,
-            fast_ema: 0.0,
-            slow_ema: 0.0,
+            fast_ema: Smoothed::default(),
+            slow_ema: Smoothed::default(),
             signal: Ema::new(signal)?,
         })
     }
@@ -250,20 +261,19 @@ impl Indicator for Macd {
         finite(x, self.seen, "value")?;
         self.seen += 1;
         if self.seen < self.slow {
-            self.slow_ema += x;
+            self.slow_ema.value += x;
             if self.seen > self.slow - self.fast {
-                self.fast_ema += x;
+                self.fast_ema.value += x;
             }
             return Ok(MacdPoint::default());
         }
-        if self.seen == self.slow {
-            self.slow_ema = (self.slow_ema + x) / self.slow as f64;
-            self.fast_ema = (self.fast_ema + x) / self.fast as f64;
+        let line = if self.seen == self.slow {
+            self.slow_ema = Smoothing::start((self.slow_ema.value + x) / self.slow as f64);
+            self.fast_ema = Smoothing::start((self.fast_ema.value + x) / self.fast as f64);
+            self.fast_ema.value - self.slow_ema.value
         } else {
-            self.slow_ema = self.slow_step.next(self.slow_ema, x);
-            self.fast_ema = self.fast_step.next(self.fast_ema, x);
-        }
-        let line = self.fast_ema - self.slow_ema;
+            self.fast_step.step(&mut self.fast_ema, x) - self.slow_step.step(&mut self.slow_ema, x)
+        };
         Ok(match self.signal.push(line)? {
             Some(signal) => MacdPoint {
                 macd: Some(line),
