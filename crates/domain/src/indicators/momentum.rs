@@ -549,17 +549,40 @@ pub fn willr(candles: &CandleColumns, period: usize) -> Result<Series, Indicator
     check_period("period", period, 1)?;
     let (high, low, close) = (candles.high(), candles.low(), candles.close());
     let n = close.len();
-    let mut highest = RunningExtreme::<true>::new(period);
-    let mut lowest = RunningExtreme::<false>::new(period);
+    type Highest = RunningExtreme<true>;
+    type Lowest = RunningExtreme<false>;
     let mut out = vec![f64::NAN; n];
     let mut ok = true;
-    for i in 0..n {
-        ok &= high[i].is_finite() & low[i].is_finite() & close[i].is_finite();
-        let (hi, lo) = (highest.at(high, i), lowest.at(low, i));
-        if i + 1 >= period {
-            out[i] = willr_value(close[i], lo, hi);
+    // [`RunningExtreme`]'s block method written out over the slices, so the loop over a
+    // block has no block-boundary test and no bounds checks: a window ending at offset
+    // `r` of a block is the block's running extreme up to `r` plus the previous block's
+    // extreme from `r + 1` on (the identity before the first block is complete).
+    let mut high_suffix = vec![Highest::IDENTITY; period + 1];
+    let mut low_suffix = vec![Lowest::IDENTITY; period + 1];
+    let blocks = out
+        .chunks_mut(period)
+        .zip(high.chunks(period))
+        .zip(low.chunks(period))
+        .zip(close.chunks(period));
+    for (((out, high), low), close) in blocks {
+        let (mut high_prefix, mut low_prefix) = (Highest::IDENTITY, Lowest::IDENTITY);
+        let rows = high.iter().zip(low).zip(close);
+        let suffixes = high_suffix[1..].iter().zip(&low_suffix[1..]);
+        for ((slot, ((&h, &l), &c)), (&high_after, &low_after)) in
+            out.iter_mut().zip(rows).zip(suffixes)
+        {
+            ok &= h.is_finite() & l.is_finite() & c.is_finite();
+            high_prefix = Highest::pick(high_prefix, h);
+            low_prefix = Lowest::pick(low_prefix, l);
+            let highest = Highest::pick(high_prefix, high_after);
+            let lowest = Lowest::pick(low_prefix, low_after);
+            *slot = willr_value(c, lowest, highest);
         }
+        Highest::suffixes(&mut high_suffix[..high.len()], high);
+        Lowest::suffixes(&mut low_suffix[..low.len()], low);
     }
+    // The first full window ends at `period − 1`; the values before it are undefined.
+    out[..(period - 1).min(n)].fill(f64::NAN);
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
     Ok(Series::from_raw(out))
 }
