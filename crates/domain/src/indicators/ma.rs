@@ -1,12 +1,8 @@
 //! Moving averages: SMA, EMA, WMA and the EMA cascades DEMA and TEMA.
 
+use super::smoothing::{Smoothed, Smoothing};
 use super::window::Ring;
 use super::{Indicator, IndicatorError, Series, check_period, column, finite, finite_or};
-
-/// TA-Lib's smoothing factor for an EMA of `period` values.
-fn ema_k(period: usize) -> f64 {
-    2.0 / (period as f64 + 1.0)
-}
 
 /// Simple moving average: the mean of the last `period` values. Lookback `period - 1`.
 pub fn sma(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
@@ -95,51 +91,36 @@ pub fn ema(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
         finite_or(super::all_finite(values), &[("value", values)])?;
         return Ok(column(n, n, std::iter::empty()));
     }
-    let smoothing = EmaStep::new(period);
-    let mut prev = values[..period].iter().fold(0.0, |s, &x| s + x) / period as f64;
+    let smoothing = Smoothing::ema(period);
+    let seed = values[..period].iter().fold(0.0, |s, &x| s + x) / period as f64;
     let mut out = vec![f64::NAN; n];
-    out[period - 1] = prev;
+    out[period - 1] = seed;
     // The finiteness check rides along in the loop instead of taking a pass of its own.
     let mut ok = super::all_finite(&values[..period]);
-    for (slot, &x) in out[period..].iter_mut().zip(&values[period..]) {
+    // The first step before the loop, so that the loop has only the two-step form.
+    let mut rows = out[period..].iter_mut().zip(&values[period..]);
+    if let Some((slot, &x)) = rows.next() {
         ok &= x.is_finite();
-        prev = smoothing.next(prev, x);
-        *slot = prev;
+        let mut ema = smoothing.first(seed, x);
+        *slot = ema.value;
+        for (slot, &x) in rows {
+            ok &= x.is_finite();
+            ema = smoothing.next(ema, x);
+            *slot = ema.value;
+        }
     }
     finite_or(ok, &[("value", values)])?;
-    Ok(Series(out))
-}
-
-/// One EMA step, `prev + k·(x − prev)`, computed as `k·x + (1 − k)·prev`: equal to a few
-/// ulps, but the value carried from step to step waits on a multiply and an add rather
-/// than a subtraction, a multiply and an add, a third less latency in a loop that does
-/// nothing else.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct EmaStep {
-    k: f64,
-    keep: f64,
-}
-
-impl EmaStep {
-    pub(crate) fn new(period: usize) -> Self {
-        let k = ema_k(period);
-        Self { k, keep: 1.0 - k }
-    }
-
-    #[inline]
-    pub(crate) fn next(self, prev: f64, x: f64) -> f64 {
-        x * self.k + prev * self.keep
-    }
+    Ok(Series::from_raw(out))
 }
 
 /// Incremental [`ema`].
 #[derive(Debug, Clone)]
 pub struct Ema {
     period: usize,
-    step: EmaStep,
+    smoothing: Smoothing,
     seen: usize,
-    /// The running seed sum while warming up, the average afterwards.
-    value: f64,
+    /// The running seed sum (in `value`) while warming up, the average afterwards.
+    state: Smoothed,
 }
 
 impl Ema {
@@ -147,9 +128,9 @@ impl Ema {
         check_period("period", period, 1)?;
         Ok(Self {
             period,
-            step: EmaStep::new(period),
+            smoothing: Smoothing::ema(period),
             seen: 0,
-            value: 0.0,
+            state: Smoothed::default(),
         })
     }
 }
@@ -163,15 +144,15 @@ impl Indicator for Ema {
         finite(x, self.seen, "value")?;
         self.seen += 1;
         if self.seen < self.period {
-            self.value += x;
+            self.state.value += x;
             return Ok(None);
         }
         if self.seen == self.period {
-            self.value = (self.value + x) / self.period as f64;
+            self.state = Smoothing::start((self.state.value + x) / self.period as f64);
+            Ok(Some(self.state.value))
         } else {
-            self.value = self.step.next(self.value, x);
+            Ok(Some(self.smoothing.step(&mut self.state, x)))
         }
-        Ok(Some(self.value))
     }
 }
 
@@ -202,7 +183,7 @@ pub fn wma(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
         weighted -= plain;
     }
     finite_or(ok, &[("value", values)])?;
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 /// Incremental [`wma`]. Keeps the weighted sum and the plain sum of the window so each
@@ -274,52 +255,63 @@ fn ema_cascade<const STAGES: usize>(
         finite_or(super::all_finite(values), &[("value", values)])?;
         return Ok(column(n, n, std::iter::empty()));
     }
-    let step = EmaStep::new(period);
+    let step = Smoothing::ema(period);
     let p = period as f64;
     let mean = |xs: &[f64]| xs.iter().fold(0.0, |s, &x| s + x) / p;
-    // Seed each stage from the first `period` outputs of the stage before it.
-    let mut e1 = mean(&values[..period]);
+    // Seed each stage from the first `period` outputs of the stage before it, stepping
+    // as [`Ema::push`] does.
+    let mut e1 = Smoothing::start(mean(&values[..period]));
     let mut firsts = Vec::with_capacity(2 * period);
-    firsts.push(e1);
+    firsts.push(e1.value);
     for &x in &values[period..(STAGES - 1) * (period - 1) + period] {
-        e1 = step.next(e1, x);
-        firsts.push(e1);
+        firsts.push(step.step(&mut e1, x));
     }
-    let combine = |e1: f64, e2: f64, e3: f64| {
+    let combine = |e1: Smoothed, e2: Smoothed, e3: Smoothed| {
         if STAGES == 2 {
-            2.0 * e1 - e2
+            2.0 * e1.value - e2.value
         } else {
-            3.0 * e1 - 3.0 * e2 + e3
+            3.0 * e1.value - 3.0 * e2.value + e3.value
         }
     };
-    let mut e2 = mean(&firsts[..period]);
-    let mut e3 = 0.0;
+    let mut e2 = Smoothing::start(mean(&firsts[..period]));
+    let mut e3 = Smoothing::start(0.0);
     if STAGES == 3 {
         let mut seconds = Vec::with_capacity(period);
-        seconds.push(e2);
+        seconds.push(e2.value);
         for &x in &firsts[period..] {
-            e2 = step.next(e2, x);
-            seconds.push(e2);
+            seconds.push(step.step(&mut e2, x));
         }
-        e3 = mean(&seconds);
+        e3 = Smoothing::start(mean(&seconds));
     }
-    // A plain loop over the output with the three averages in locals: each stage is
-    // one multiply-add chain, and the stages overlap across iterations. The finiteness
-    // check rides along instead of taking a pass of its own.
+    // A plain loop over the output with the averages in locals: each stage is two
+    // interleaved multiply-add chains, and the stages overlap across iterations. The
+    // first step is taken before the loop (a stage may have just been seeded), so the
+    // loop has only the two-step form. The finiteness check rides along instead of
+    // taking a pass of its own.
     let mut out = vec![f64::NAN; n];
     out[lookback] = combine(e1, e2, e3);
     let mut ok = super::all_finite(&values[..=lookback]);
-    for (slot, &x) in out[lookback + 1..].iter_mut().zip(&values[lookback + 1..]) {
+    let mut rows = out[lookback + 1..].iter_mut().zip(&values[lookback + 1..]);
+    if let Some((slot, &x)) = rows.next() {
         ok &= x.is_finite();
-        e1 = step.next(e1, x);
-        e2 = step.next(e2, e1);
+        step.step(&mut e1, x);
+        step.step(&mut e2, e1.value);
         if STAGES == 3 {
-            e3 = step.next(e3, e2);
+            step.step(&mut e3, e2.value);
         }
         *slot = combine(e1, e2, e3);
+        for (slot, &x) in rows {
+            ok &= x.is_finite();
+            e1 = step.next(e1, x);
+            e2 = step.next(e2, e1.value);
+            if STAGES == 3 {
+                e3 = step.next(e3, e2.value);
+            }
+            *slot = combine(e1, e2, e3);
+        }
     }
     finite_or(ok, &[("value", values)])?;
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 /// Incremental [`dema`].

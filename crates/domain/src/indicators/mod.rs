@@ -19,8 +19,10 @@
 //! their first `period` inputs, RSI/ATR/ADX use Wilder's smoothing seeded from plain sums,
 //! Bollinger Bands use the population standard deviation, and MACD seeds its fast EMA on
 //! the same candle as its slow one. The arithmetic follows TA-Lib's order of operations,
-//! except that EMA and Wilder steps are written with one multiply-add on the value
-//! carried from step to step (see [`Wilder`]), which is faster and agrees to a few ulps.
+//! except that Wilder steps are written with one multiply-add on the value carried from
+//! step to step (see [`Wilder`]) and EMA steps are taken two at a time (see
+//! `smoothing.rs`), which is faster and agrees to a few ulps; the rolling variance
+//! multiplies by `1 / period` as TA-Lib's VAR does.
 //!
 //! Zero tests are relative, never absolute: a high-low range or a CCI deviation counts as
 //! zero only when it is below about 90 ulps of the prices involved (as in TA-Lib 0.8,
@@ -36,6 +38,7 @@
 
 mod ma;
 mod momentum;
+mod smoothing;
 mod spec;
 mod trend;
 mod volatility;
@@ -57,6 +60,8 @@ pub use volatility::{
 };
 pub use volume::{Obv, Vwap, obv, vwap};
 
+use std::sync::Arc;
+
 use crate::Candle;
 
 /// One output column, as long as the input, undefined where the indicator has no value.
@@ -67,39 +72,103 @@ use crate::Candle;
 /// [`get`](Self::get) or [`iter`](Self::iter); it serialises as numbers and nulls. Inputs
 /// are finite, so a NaN can only mean "undefined" (or an overflow, which has no value
 /// either).
-#[derive(Debug, Clone, Default)]
-pub struct Series(Vec<f64>);
+///
+/// The columns of one multi-output call (MACD, Bollinger Bands, ADX, the stochastics)
+/// are views into one shared allocation ([`Columns`]). A fresh column-sized allocation
+/// costs more than the arithmetic that fills it: on a million candles each is 8 MB,
+/// which the allocator hands back to the system when it is freed and which is faulted in
+/// again, 4 KB at a time, on the next call. One block for all the columns is one such
+/// cost instead of several, and a block that size is kept by the allocator for reuse.
+/// Cloning shares the block.
+#[derive(Clone, Default)]
+pub struct Series {
+    buffer: Arc<Vec<f64>>,
+    /// Where this column sits in `buffer`.
+    start: usize,
+    len: usize,
+}
 
 impl Series {
     /// Wraps raw values, NaN where undefined.
     pub fn from_raw(values: Vec<f64>) -> Self {
-        Self(values)
+        Self {
+            start: 0,
+            len: values.len(),
+            buffer: Arc::new(values),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
     /// The value at `index`; `None` where undefined or past the end.
     pub fn get(&self, index: usize) -> Option<f64> {
-        self.0.get(index).copied().and_then(defined)
+        self.as_raw().get(index).copied().and_then(defined)
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Option<f64>> + '_ {
-        self.0.iter().map(|&v| defined(v))
+        self.as_raw().iter().map(|&v| defined(v))
     }
 
     /// The raw values, NaN where undefined.
     pub fn as_raw(&self) -> &[f64] {
-        &self.0
+        &self.buffer[self.start..self.start + self.len]
     }
 
+    /// The raw values, NaN where undefined; a copy unless this column owns its buffer.
     pub fn into_raw(self) -> Vec<f64> {
-        self.0
+        if self.start == 0 && self.len == self.buffer.len() {
+            Arc::unwrap_or_clone(self.buffer)
+        } else {
+            self.as_raw().to_vec()
+        }
+    }
+}
+
+impl std::fmt::Debug for Series {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Series").field(&self.as_raw()).finish()
+    }
+}
+
+/// `N` output columns of `len` values in one allocation (see [`Series`]), all NaN until
+/// a batch function fills them through [`split`](Self::split).
+pub(crate) struct Columns<const N: usize> {
+    buffer: Vec<f64>,
+    len: usize,
+}
+
+impl<const N: usize> Columns<N> {
+    pub(crate) fn new(len: usize) -> Self {
+        Self {
+            buffer: vec![f64::NAN; N * len],
+            len,
+        }
+    }
+
+    /// The columns as separate slices, to be written side by side.
+    pub(crate) fn split(&mut self) -> [&mut [f64]; N] {
+        let len = self.len;
+        let mut rest = self.buffer.as_mut_slice();
+        std::array::from_fn(|_| {
+            let (column, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            column
+        })
+    }
+
+    pub(crate) fn finish(self) -> [Series; N] {
+        let buffer = Arc::new(self.buffer);
+        std::array::from_fn(|i| Series {
+            buffer: Arc::clone(&buffer),
+            start: i * self.len,
+            len: self.len,
+        })
     }
 }
 
@@ -118,7 +187,7 @@ impl PartialEq for Series {
 
 impl FromIterator<Option<f64>> for Series {
     fn from_iter<T: IntoIterator<Item = Option<f64>>>(iter: T) -> Self {
-        Self(iter.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+        Self::from_raw(iter.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
     }
 }
 
@@ -298,7 +367,7 @@ fn column(len: usize, undefined: usize, defined: impl Iterator<Item = f64>) -> S
     out.resize(undefined.min(len), f64::NAN);
     out.extend(defined);
     debug_assert_eq!(out.len(), len);
-    Series(out)
+    Series::from_raw(out)
 }
 
 /// Wilder's smoothing, `(prev · (n − 1) + x) / n`, written as `prev · (1 − 1/n) + x / n`:

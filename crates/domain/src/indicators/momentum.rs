@@ -1,11 +1,12 @@
 //! Oscillators and momentum: RSI, MACD, Stochastic, Stochastic RSI, Williams %R, ROC,
 //! CCI and MFI.
 
-use super::ma::{Ema, EmaStep, Sma};
+use super::ma::{Ema, Sma};
+use super::smoothing::{Smoothed, Smoothing};
 use super::window::{Extreme, Ring, RunningExtreme};
 use super::{
-    CandleColumns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period, column,
-    finite, finite_candle, finite_or,
+    CandleColumns, Columns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period,
+    column, finite, finite_candle, finite_or,
 };
 use crate::Candle;
 
@@ -17,7 +18,7 @@ pub fn rsi(values: &[f64], period: usize) -> Result<Series, IndicatorError> {
     finite_or(all_finite(values), &[("value", values)])?;
     let mut out = vec![f64::NAN; values.len()];
     rsi_into(values, period, |i, r| out[i] = r);
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 /// The defined part of [`rsi`], computed as [`Rsi::push`] does: hands `(i, rsi)` to
@@ -160,50 +161,57 @@ pub fn macd(
     finite_or(all_finite(values), &[("value", values)])?;
     let n = values.len();
     let lookback = slow + signal - 2;
+    let mut columns = Columns::<3>::new(n);
     if n <= lookback {
-        let none = || column(n, n, std::iter::empty());
-        return Ok(MacdSeries {
-            macd: none(),
-            signal: none(),
-            hist: none(),
-        });
+        return Ok(MacdSeries::from(columns));
     }
     // Both EMAs seeded on candle `slow − 1`, then the signal EMA over the MACD line;
     // the three carried values are independent chains that overlap in one loop.
     let mean = |xs: &[f64]| xs.iter().fold(0.0, |s, &x| s + x) / xs.len() as f64;
-    let mut slow_ema = mean(&values[..slow]);
-    let mut fast_ema = mean(&values[slow - fast..slow]);
-    let (fast_step, slow_step, signal_step) =
-        (EmaStep::new(fast), EmaStep::new(slow), EmaStep::new(signal));
-    let mut line = fast_ema - slow_ema;
+    let mut slow_ema = Smoothing::start(mean(&values[..slow]));
+    let mut fast_ema = Smoothing::start(mean(&values[slow - fast..slow]));
+    let (fast_step, slow_step, signal_step) = (
+        Smoothing::ema(fast),
+        Smoothing::ema(slow),
+        Smoothing::ema(signal),
+    );
+    let mut line = fast_ema.value - slow_ema.value;
     let mut seed = line;
     for &x in &values[slow..slow + signal - 1] {
-        slow_ema = slow_step.next(slow_ema, x);
-        fast_ema = fast_step.next(fast_ema, x);
-        line = fast_ema - slow_ema;
+        line = fast_step.step(&mut fast_ema, x) - slow_step.step(&mut slow_ema, x);
         seed += line;
     }
-    let mut signal_ema = seed / signal as f64;
-    let mut macd = vec![f64::NAN; n];
-    let mut signal_out = vec![f64::NAN; n];
-    let mut hist = vec![f64::NAN; n];
-    (macd[lookback], signal_out[lookback], hist[lookback]) = (line, signal_ema, line - signal_ema);
+    let mut signal_ema = Smoothing::start(seed / signal as f64);
+    let [macd, signal_out, hist] = columns.split();
+    (macd[lookback], signal_out[lookback], hist[lookback]) =
+        (line, signal_ema.value, line - signal_ema.value);
     let outputs = macd[lookback + 1..]
         .iter_mut()
         .zip(&mut signal_out[lookback + 1..])
         .zip(&mut hist[lookback + 1..]);
-    for (((m, s), h), &x) in outputs.zip(&values[lookback + 1..]) {
-        slow_ema = slow_step.next(slow_ema, x);
-        fast_ema = fast_step.next(fast_ema, x);
-        let line = fast_ema - slow_ema;
-        signal_ema = signal_step.next(signal_ema, line);
-        (*m, *s, *h) = (line, signal_ema, line - signal_ema);
+    // The first step before the loop (the averages may have just been seeded), so that
+    // the loop has only the two-step form.
+    let mut rows = outputs.zip(&values[lookback + 1..]);
+    if let Some((((m, s), h), &x)) = rows.next() {
+        let line = fast_step.step(&mut fast_ema, x) - slow_step.step(&mut slow_ema, x);
+        let signal = signal_step.step(&mut signal_ema, line);
+        (*m, *s, *h) = (line, signal, line - signal);
+        for (((m, s), h), &x) in rows {
+            slow_ema = slow_step.next(slow_ema, x);
+            fast_ema = fast_step.next(fast_ema, x);
+            let line = fast_ema.value - slow_ema.value;
+            signal_ema = signal_step.next(signal_ema, line);
+            (*m, *s, *h) = (line, signal_ema.value, line - signal_ema.value);
+        }
     }
-    Ok(MacdSeries {
-        macd: Series(macd),
-        signal: Series(signal_out),
-        hist: Series(hist),
-    })
+    Ok(MacdSeries::from(columns))
+}
+
+impl From<Columns<3>> for MacdSeries {
+    fn from(columns: Columns<3>) -> Self {
+        let [macd, signal, hist] = columns.finish();
+        Self { macd, signal, hist }
+    }
 }
 
 /// Incremental [`macd`].
@@ -211,12 +219,12 @@ pub fn macd(
 pub struct Macd {
     fast: usize,
     slow: usize,
-    fast_step: EmaStep,
-    slow_step: EmaStep,
+    fast_step: Smoothing,
+    slow_step: Smoothing,
     seen: usize,
     /// Seed sums while warming up, then the EMAs themselves.
-    fast_ema: f64,
-    slow_ema: f64,
+    fast_ema: Smoothed,
+    slow_ema: Smoothed,
     signal: Ema,
 }
 
@@ -234,11 +242,11 @@ impl Macd {
         Ok(Self {
             fast,
             slow,
-            fast_step: EmaStep::new(fast),
-            slow_step: EmaStep::new(slow),
+            fast_step: Smoothing::ema(fast),
+            slow_step: Smoothing::ema(slow),
             seen: 0,
-            fast_ema: 0.0,
-            slow_ema: 0.0,
+            fast_ema: Smoothed::default(),
+            slow_ema: Smoothed::default(),
             signal: Ema::new(signal)?,
         })
     }
@@ -253,20 +261,19 @@ impl Indicator for Macd {
         finite(x, self.seen, "value")?;
         self.seen += 1;
         if self.seen < self.slow {
-            self.slow_ema += x;
+            self.slow_ema.value += x;
             if self.seen > self.slow - self.fast {
-                self.fast_ema += x;
+                self.fast_ema.value += x;
             }
             return Ok(MacdPoint::default());
         }
-        if self.seen == self.slow {
-            self.slow_ema = (self.slow_ema + x) / self.slow as f64;
-            self.fast_ema = (self.fast_ema + x) / self.fast as f64;
+        let line = if self.seen == self.slow {
+            self.slow_ema = Smoothing::start((self.slow_ema.value + x) / self.slow as f64);
+            self.fast_ema = Smoothing::start((self.fast_ema.value + x) / self.fast as f64);
+            self.fast_ema.value - self.slow_ema.value
         } else {
-            self.slow_ema = self.slow_step.next(self.slow_ema, x);
-            self.fast_ema = self.fast_step.next(self.fast_ema, x);
-        }
-        let line = self.fast_ema - self.slow_ema;
+            self.fast_step.step(&mut self.fast_ema, x) - self.slow_step.step(&mut self.slow_ema, x)
+        };
         Ok(match self.signal.push(line)? {
             Some(signal) => MacdPoint {
                 macd: Some(line),
@@ -355,9 +362,11 @@ impl StreamingMean {
     }
 }
 
-/// Two all-NaN columns of `len` values, for the two outputs of a stochastic.
-fn two_columns(len: usize) -> (Vec<f64>, Vec<f64>) {
-    (vec![f64::NAN; len], vec![f64::NAN; len])
+impl From<Columns<2>> for StochSeries {
+    fn from(columns: Columns<2>) -> Self {
+        let [k, d] = columns.finish();
+        Self { k, d }
+    }
 }
 
 /// Slow stochastic (TA-Lib STOCH with SMA smoothing): fast %K over `fastk` candles,
@@ -380,7 +389,8 @@ pub fn stoch(
         });
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
     let n = close.len();
-    let (mut k, mut d) = two_columns(n);
+    let mut columns = Columns::<2>::new(n);
+    let [k, d] = columns.split();
     let mut highest = RunningExtreme::<true>::new(fastk);
     let mut lowest = RunningExtreme::<false>::new(fastk);
     let (mut slow, mut signal) = (StreamingMean::new(slowk), StreamingMean::new(slowd));
@@ -396,10 +406,7 @@ pub fn stoch(
             (k[i], d[i]) = (slow_k, slow_d);
         }
     }
-    Ok(StochSeries {
-        k: Series(k),
-        d: Series(d),
-    })
+    Ok(StochSeries::from(columns))
 }
 
 /// Incremental [`stoch`].
@@ -463,7 +470,8 @@ pub fn stochrsi(
 ) -> Result<StochSeries, IndicatorError> {
     StochRsi::new(period, fastk, fastd)?;
     finite_or(all_finite(values), &[("value", values)])?;
-    let (mut k, mut d) = two_columns(values.len());
+    let mut columns = Columns::<2>::new(values.len());
+    let [k, d] = columns.split();
     let mut highest = RunningExtreme::<true>::new(fastk);
     let mut lowest = RunningExtreme::<false>::new(fastk);
     // The current block of RSI values, which the extremes read back.
@@ -481,10 +489,7 @@ pub fn stochrsi(
             (k[i], d[i]) = (fast_k, fast_d);
         }
     });
-    Ok(StochSeries {
-        k: Series(k),
-        d: Series(d),
-    })
+    Ok(StochSeries::from(columns))
 }
 
 /// Incremental [`stochrsi`].
@@ -544,19 +549,42 @@ pub fn willr(candles: &CandleColumns, period: usize) -> Result<Series, Indicator
     check_period("period", period, 1)?;
     let (high, low, close) = (candles.high(), candles.low(), candles.close());
     let n = close.len();
-    let mut highest = RunningExtreme::<true>::new(period);
-    let mut lowest = RunningExtreme::<false>::new(period);
+    type Highest = RunningExtreme<true>;
+    type Lowest = RunningExtreme<false>;
     let mut out = vec![f64::NAN; n];
     let mut ok = true;
-    for i in 0..n {
-        ok &= high[i].is_finite() & low[i].is_finite() & close[i].is_finite();
-        let (hi, lo) = (highest.at(high, i), lowest.at(low, i));
-        if i + 1 >= period {
-            out[i] = willr_value(close[i], lo, hi);
+    // [`RunningExtreme`]'s block method written out over the slices, so the loop over a
+    // block has no block-boundary test and no bounds checks: a window ending at offset
+    // `r` of a block is the block's running extreme up to `r` plus the previous block's
+    // extreme from `r + 1` on (the identity before the first block is complete).
+    let mut high_suffix = vec![Highest::IDENTITY; period + 1];
+    let mut low_suffix = vec![Lowest::IDENTITY; period + 1];
+    let blocks = out
+        .chunks_mut(period)
+        .zip(high.chunks(period))
+        .zip(low.chunks(period))
+        .zip(close.chunks(period));
+    for (((out, high), low), close) in blocks {
+        let (mut high_prefix, mut low_prefix) = (Highest::IDENTITY, Lowest::IDENTITY);
+        let rows = high.iter().zip(low).zip(close);
+        let suffixes = high_suffix[1..].iter().zip(&low_suffix[1..]);
+        for ((slot, ((&h, &l), &c)), (&high_after, &low_after)) in
+            out.iter_mut().zip(rows).zip(suffixes)
+        {
+            ok &= h.is_finite() & l.is_finite() & c.is_finite();
+            high_prefix = Highest::pick(high_prefix, h);
+            low_prefix = Lowest::pick(low_prefix, l);
+            let highest = Highest::pick(high_prefix, high_after);
+            let lowest = Lowest::pick(low_prefix, low_after);
+            *slot = willr_value(c, lowest, highest);
         }
+        Highest::suffixes(&mut high_suffix[..high.len()], high);
+        Lowest::suffixes(&mut low_suffix[..low.len()], low);
     }
+    // The first full window ends at `period − 1`; the values before it are undefined.
+    out[..(period - 1).min(n)].fill(f64::NAN);
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 #[inline]
@@ -696,7 +724,7 @@ pub fn cci(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorEr
             out[i] = cci_value(typical, mean, deviation);
         }
     }
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 #[inline]
@@ -816,7 +844,7 @@ pub fn mfi(candles: &CandleColumns, period: usize) -> Result<Series, IndicatorEr
             *slot_out = mfi_value(positive, negative);
         }
     }
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 #[inline]

@@ -2,7 +2,7 @@
 
 use super::volatility::true_range;
 use super::{
-    CandleColumns, Indicator, IndicatorError, Series, Wilder, check_period, finite_candle,
+    CandleColumns, Columns, Indicator, IndicatorError, Series, Wilder, check_period, finite_candle,
     finite_or,
 };
 use crate::Candle;
@@ -34,9 +34,8 @@ pub fn adx(candles: &CandleColumns, period: usize) -> Result<AdxSeries, Indicato
     check_period("period", period, 2)?;
     let (high, low, close) = (candles.high(), candles.low(), candles.close());
     let n = close.len();
-    let mut adx = vec![f64::NAN; n];
-    let mut plus_di = vec![f64::NAN; n];
-    let mut minus_di = vec![f64::NAN; n];
+    let mut columns = Columns::<3>::new(n);
+    let [adx, plus_di, minus_di] = columns.split();
     // The same steps as [`Adx::push`], with the candle before in `i − 1`.
     let mut ok = n == 0 || high[0].is_finite() & low[0].is_finite() & close[0].is_finite();
     let mut state = Smoothed::default();
@@ -62,10 +61,11 @@ pub fn adx(candles: &CandleColumns, period: usize) -> Result<AdxSeries, Indicato
         }
     }
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
+    let [adx, plus_di, minus_di] = columns.finish();
     Ok(AdxSeries {
-        adx: Series(adx),
-        plus_di: Series(plus_di),
-        minus_di: Series(minus_di),
+        adx,
+        plus_di,
+        minus_di,
     })
 }
 

@@ -2,8 +2,8 @@
 
 use super::window::Ring;
 use super::{
-    CandleColumns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period, column,
-    finite, finite_candle, finite_or,
+    CandleColumns, Columns, Indicator, IndicatorError, Series, Wilder, all_finite, check_period,
+    column, finite, finite_candle, finite_or,
 };
 use crate::Candle;
 
@@ -25,7 +25,7 @@ impl RollingVariance {
     fn new(period: usize) -> Self {
         Self {
             window: Ring::new(period),
-            sums: AnchoredSums::new(),
+            sums: AnchoredSums::new(period),
         }
     }
 
@@ -49,6 +49,9 @@ struct AnchoredSums {
     sum: f64,
     sum_sq: f64,
     since_anchor: usize,
+    /// `1 / period`: the means are sums times it, as in TA-Lib's VAR, rather than sums
+    /// divided by the period; a division per value would cost more than the rest.
+    inv: f64,
     /// How many of the latest values equal the latest one.
     run: usize,
     last: f64,
@@ -56,12 +59,13 @@ struct AnchoredSums {
 }
 
 impl AnchoredSums {
-    fn new() -> Self {
+    fn new(period: usize) -> Self {
         Self {
             anchor: 0.0,
             sum: 0.0,
             sum_sq: 0.0,
             since_anchor: 0,
+            inv: 1.0 / period as f64,
             run: 0,
             last: f64::NAN,
             seen: 0,
@@ -85,19 +89,18 @@ impl AnchoredSums {
     /// just added): the mean and variance, after which the oldest leaves the sums.
     #[inline]
     fn full(&mut self, window: &(impl Iterator<Item = f64> + Clone), len: usize) -> (f64, f64) {
-        let n = len as f64;
         self.since_anchor += 1;
         if self.since_anchor >= len {
             self.since_anchor = 0;
-            self.anchor = window.clone().fold(0.0, |s, v| s + v) / n;
+            self.anchor = window.clone().fold(0.0, |s, v| s + v) * self.inv;
             let anchor = self.anchor;
             (self.sum, self.sum_sq) = window.clone().fold((0.0, 0.0), |(s, q), v| {
                 let d = v - anchor;
                 (s + d, q + d * d)
             });
         }
-        let offset = self.sum / n;
-        let var = self.sum_sq / n - offset * offset;
+        let offset = self.sum * self.inv;
+        let var = self.sum_sq * self.inv - offset * offset;
         let oldest = window.clone().next().unwrap_or(self.anchor) - self.anchor;
         self.sum -= oldest;
         self.sum_sq -= oldest * oldest;
@@ -113,7 +116,7 @@ impl AnchoredSums {
 /// Mean and variance of each full window of `values`, from index `period − 1` on, as
 /// [`RollingVariance`] computes them.
 fn rolling_variance(values: &[f64], period: usize) -> impl Iterator<Item = (f64, f64)> + '_ {
-    let mut sums = AnchoredSums::new();
+    let mut sums = AnchoredSums::new(period);
     let head = (period - 1).min(values.len());
     for &x in &values[..head] {
         sums.add(x);
@@ -130,9 +133,26 @@ fn rolling_variance(values: &[f64], period: usize) -> impl Iterator<Item = (f64,
 pub fn stddev(values: &[f64], period: usize, k: f64) -> Result<Series, IndicatorError> {
     StdDev::new(period, k)?;
     finite_or(all_finite(values), &[("value", values)])?;
-    let defined = rolling_variance(values, period).map(|(_, var)| var.sqrt() * k);
-    Ok(column(values.len(), period - 1, defined))
+    let mut out = vec![f64::NAN; values.len()];
+    let head = (period - 1).min(values.len());
+    let mut variances = rolling_variance(values, period);
+    // Variances first, then their square roots a block at a time: a separate loop of
+    // square roots vectorises, two per instruction, where in the loop above each would
+    // queue at the divider behind the previous one.
+    for block in out[head..].chunks_mut(SQRT_BLOCK) {
+        for (slot, (_, var)) in block.iter_mut().zip(&mut variances) {
+            *slot = var;
+        }
+        for slot in block {
+            *slot = slot.sqrt() * k;
+        }
+    }
+    Ok(Series::from_raw(out))
 }
+
+/// Values per block of the square-root pass of [`stddev`] and [`bbands`]: small enough
+/// that the block is still in the L1 cache when it is read back.
+const SQRT_BLOCK: usize = 256;
 
 fn check_multiplier(k: f64) -> Result<(), IndicatorError> {
     if k.is_finite() {
@@ -197,22 +217,30 @@ pub fn bbands(values: &[f64], period: usize, k: f64) -> Result<BbandsSeries, Ind
     Bbands::new(period, k)?;
     finite_or(all_finite(values), &[("value", values)])?;
     let n = values.len();
-    let mut upper = vec![f64::NAN; n];
-    let mut middle = vec![f64::NAN; n];
-    let mut lower = vec![f64::NAN; n];
+    let mut columns = Columns::<3>::new(n);
+    let [upper, middle, lower] = columns.split();
     let head = (period - 1).min(n);
-    let outputs = upper[head..]
-        .iter_mut()
-        .zip(&mut middle[head..])
-        .zip(&mut lower[head..]);
-    for (((u, m), l), (mean, var)) in outputs.zip(rolling_variance(values, period)) {
-        let width = k * var.sqrt();
-        (*u, *m, *l) = (mean + width, mean, mean - width);
+    let mut moments = rolling_variance(values, period);
+    // As in [`stddev`]: the variance is parked in `upper` and the square roots taken in
+    // a vectorised pass over each block.
+    let blocks = upper[head..]
+        .chunks_mut(SQRT_BLOCK)
+        .zip(middle[head..].chunks_mut(SQRT_BLOCK))
+        .zip(lower[head..].chunks_mut(SQRT_BLOCK));
+    for ((upper, middle), lower) in blocks {
+        for ((u, m), (mean, var)) in upper.iter_mut().zip(middle.iter_mut()).zip(&mut moments) {
+            (*u, *m) = (var, mean);
+        }
+        for ((u, &m), l) in upper.iter_mut().zip(middle.iter()).zip(lower) {
+            let width = k * u.sqrt();
+            (*u, *l) = (m + width, m - width);
+        }
     }
+    let [upper, middle, lower] = columns.finish();
     Ok(BbandsSeries {
-        upper: Series(upper),
-        middle: Series(middle),
-        lower: Series(lower),
+        upper,
+        middle,
+        lower,
     })
 }
 
@@ -281,7 +309,7 @@ fn average_true_range(
         ok &= finite_at(period);
         let wilder = Wilder::new(period);
         let mut out = vec![f64::NAN; n];
-        out[period] = finish(atr, close[period]);
+        out[period] = atr;
         // A plain loop over zipped slices: the average stays in a register and no index
         // is bounds-checked.
         let rows = high[period + 1..]
@@ -292,9 +320,14 @@ fn average_true_range(
         for (slot, (((&h, &l), &c), &prev_close)) in out[period + 1..].iter_mut().zip(rows) {
             ok &= h.is_finite() & l.is_finite() & c.is_finite();
             atr = wilder.mean(atr, true_range(h, l, prev_close));
-            *slot = finish(atr, c);
+            *slot = atr;
         }
-        Series(out)
+        // `finish` in a pass of its own, which vectorises: NATR's divisions two per
+        // instruction instead of one per row, queued at the divider in the loop above.
+        for (slot, &c) in out[period..].iter_mut().zip(&close[period..]) {
+            *slot = finish(*slot, c);
+        }
+        Series::from_raw(out)
     };
     finite_or(ok, &[("high", high), ("low", low), ("close", close)])?;
     Ok(out)

@@ -24,7 +24,7 @@ pub fn obv(candles: &CandleColumns) -> Result<Series, IndicatorError> {
         *slot = total;
     }
     finite_or(ok, &[("close", close), ("volume", volume)])?;
-    Ok(Series(out))
+    Ok(Series::from_raw(out))
 }
 
 /// Incremental [`obv`].

@@ -157,7 +157,7 @@ pub(crate) struct RunningExtreme<const MAX: bool> {
 }
 
 impl<const MAX: bool> RunningExtreme<MAX> {
-    const IDENTITY: f64 = if MAX {
+    pub(crate) const IDENTITY: f64 = if MAX {
         f64::NEG_INFINITY
     } else {
         f64::INFINITY
@@ -174,7 +174,7 @@ impl<const MAX: bool> RunningExtreme<MAX> {
 
     /// The more extreme of two values, as one `max`/`min` instruction.
     #[inline(always)]
-    fn pick(a: f64, b: f64) -> f64 {
+    pub(crate) fn pick(a: f64, b: f64) -> f64 {
         if MAX {
             if b > a { b } else { a }
         } else if b < a {
@@ -217,7 +217,7 @@ impl<const MAX: bool> RunningExtreme<MAX> {
 
     /// A block ended: the extremes of `block` from each offset to its end.
     #[inline(never)]
-    fn suffixes(suffix: &mut [f64], block: &[f64]) {
+    pub(crate) fn suffixes(suffix: &mut [f64], block: &[f64]) {
         let mut best = Self::IDENTITY;
         for (slot, &v) in suffix.iter_mut().zip(block).rev() {
             best = Self::pick(best, v);
