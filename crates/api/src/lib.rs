@@ -24,7 +24,6 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -154,7 +153,7 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(from_fn(middleware::credentials::refuse_credentials_in_url))
             .layer(from_fn_with_state(state, middleware::client_ip::client_ip))
-            .layer(TraceLayer::new_for_http())
+            .layer(middleware::trace::layer())
             .layer(from_fn_with_state(
                 settings.timeouts,
                 middleware::timeout::timeouts,

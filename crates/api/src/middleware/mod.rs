@@ -13,6 +13,7 @@ pub mod request_id;
 pub mod response_cache;
 pub mod security_headers;
 pub mod timeout;
+pub mod trace;
 
 /// The settings of the layers an operator can tune.
 #[derive(Debug, Clone, Default)]

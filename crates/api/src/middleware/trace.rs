@@ -1,0 +1,143 @@
+//! One tracing span per request, named by its route template (`GET /v1/ohlcv/{symbol}`)
+//! rather than its path, so spans group by operation and no client-chosen text (a
+//! symbol list, a cursor) becomes a span name. The span carries the request id, the key
+//! id once authentication knows it (never the key), and at the end the status and
+//! latency. Every log line of the request is inside it.
+//!
+//! The per-request line is at DEBUG: at the default INFO level a request writes no log
+//! line at all, which keeps logging off the hot path.
+
+use std::time::Duration;
+
+use axum::extract::MatchedPath;
+use axum::http::{Request, Response};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{DefaultOnRequest, MakeSpan, OnResponse, TraceLayer};
+use tracing::Span;
+use tracing::field::Empty;
+
+use super::request_id::RequestId;
+
+/// The trace layer marketd uses.
+pub type Trace =
+    TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, DefaultOnRequest, Answered>;
+
+pub fn layer() -> Trace {
+    TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_response(Answered)
+}
+
+/// Opens the request's span.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(crate::metrics::UNMATCHED, MatchedPath::as_str);
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map_or("", RequestId::as_str);
+        tracing::info_span!(
+            "request",
+            otel.name = %format_args!("{} {route}", request.method()),
+            method = %request.method(),
+            route,
+            request_id,
+            key_id = Empty,
+            status = Empty,
+            latency_ms = Empty,
+        )
+    }
+}
+
+/// Records the outcome on the span and logs the request at DEBUG.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered;
+
+impl<B> OnResponse<B> for Answered {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        let status = response.status().as_u16();
+        let latency_ms = latency.as_secs_f64() * 1e3;
+        span.record("status", status);
+        span.record("latency_ms", latency_ms);
+        tracing::debug!(status, latency_ms, "answered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn spans_are_named_by_route_and_carry_key_id_status_and_latency() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_current_span(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app = Router::new()
+            .route(
+                "/v1/ohlcv/{symbol}",
+                get(|| async {
+                    // What authentication does once it knows the key.
+                    Span::current().record("key_id", "KEYID123");
+                    "ok"
+                }),
+            )
+            .layer(layer());
+        let request = Request::get("/v1/ohlcv/SECRETSYMBOL?cursor=abc")
+            .body(Body::empty())
+            .unwrap();
+        app.oneshot(request).await.unwrap();
+
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = logs
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["fields"]["message"] == "answered")
+            .expect("the request is logged at DEBUG");
+        assert_eq!(line["fields"]["status"], 200);
+        assert!(line["fields"]["latency_ms"].as_f64().unwrap() >= 0.0);
+        let span = &line["span"];
+        assert_eq!(span["name"], "request");
+        assert_eq!(span["otel.name"], "GET /v1/ohlcv/{symbol}");
+        assert_eq!(span["route"], "/v1/ohlcv/{symbol}");
+        assert_eq!(span["key_id"], "KEYID123");
+        assert!(
+            !logs.contains("SECRETSYMBOL") && !logs.contains("cursor"),
+            "{logs}"
+        );
+    }
+}
