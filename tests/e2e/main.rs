@@ -18,3 +18,4 @@ mod replicas;
 mod secrets;
 mod signals;
 mod stored_signals;
+mod tls;
