@@ -238,26 +238,33 @@ async fn a_stalled_handshake_is_closed_at_the_header_deadline() {
         "a client that stopped half-way through its hello"
     );
 
-    // Past the handshake, an HTTP/1.1 client that sends no request is closed too.
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.issuer.der().clone()).unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(socket_addr(&app)).await.unwrap();
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(BOUND, stream.read_to_end(&mut received)).await;
-    assert!(read.is_ok(), "still open after the handshake");
-    assert!(received.is_empty(), "{received:?}");
+    // Past the handshake, a client that sends no request (HTTP/1) or no preface
+    // (HTTP/2) is closed too.
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.issuer.der().clone()).unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = TcpStream::connect(socket_addr(&app)).await.unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn));
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(BOUND, stream.read_to_end(&mut received)).await;
+        assert!(
+            read.is_ok(),
+            "{}: still open after the handshake",
+            String::from_utf8_lossy(alpn)
+        );
+    }
     app.stop().await;
 }
 

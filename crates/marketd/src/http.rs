@@ -28,6 +28,8 @@ use tower::ServiceExt;
 
 use crate::tls::Certificates;
 
+mod first_read;
+
 /// What a connection may cost the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
@@ -228,9 +230,12 @@ impl Connection {
                 }
             },
         };
-        // ALPN has chosen the protocol, so nothing is read ahead to guess it, and
-        // HTTP/1's header deadline runs from here.
-        let builder = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        // ALPN has chosen the protocol, so nothing is read ahead to guess it. HTTP/1's
+        // header deadline runs from here; HTTP/2 has none, so the client's first bytes
+        // (its preface) get the same deadline as a cleartext opening.
+        let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let stream = first_read::FirstReadDeadline::new(stream, self.header_read_timeout);
+        let builder = if alpn_h2 {
             &self.builders.http2
         } else {
             &self.builders.http1
