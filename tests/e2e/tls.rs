@@ -423,3 +423,46 @@ async fn sighup_reloads_the_certificate_of_a_running_server() {
         "SIGHUP ended the process"
     );
 }
+
+#[test]
+fn a_half_or_unreadable_tls_setting_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = Ca::new().issue(dir.path(), "marketd");
+    let db = TestDb::sqlite();
+    let run = |tls: &[&std::ffi::OsStr]| {
+        let out = Command::new(crate::cli::BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-demo"])
+            .args(tls)
+            .env("MARKETD_DATABASE_URL", &db.url)
+            .env("MARKETD_LOG_FORMAT", "json")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let stderr = run(&["--tls-cert".as_ref(), files.cert.as_os_str()]);
+    assert!(stderr.contains("tls_cert and tls_key"), "{stderr}");
+
+    let absent = dir.path().join("absent.key");
+    let stderr = run(&[
+        "--tls-cert".as_ref(),
+        files.cert.as_os_str(),
+        "--tls-key".as_ref(),
+        absent.as_os_str(),
+    ]);
+    assert!(stderr.contains("tls_key"), "{stderr}");
+    assert!(stderr.contains("absent.key"), "{stderr}");
+
+    // The key where the certificate belongs: refused without printing the key.
+    let key = std::fs::read_to_string(&files.key).unwrap();
+    let body = key.lines().nth(1).unwrap();
+    let stderr = run(&[
+        "--tls-cert".as_ref(),
+        files.key.as_os_str(),
+        "--tls-key".as_ref(),
+        files.key.as_os_str(),
+    ]);
+    assert!(stderr.contains("tls_cert"), "{stderr}");
+    assert!(!stderr.contains(body), "{stderr}");
+}

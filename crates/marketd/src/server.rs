@@ -70,7 +70,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
     let store = open_store(config).await?;
     let shutdown = CancellationToken::new();
+    // Registered before anything is spawned, as it can fail.
+    #[cfg(unix)]
+    let reloads = tls
+        .as_ref()
+        .map(|certificates| {
+            crate::tls::reload_on_hangup(Arc::clone(certificates), shutdown.clone())
+                .context("listening for SIGHUP")
+        })
+        .transpose()?;
     let mut background = Vec::new();
+    #[cfg(unix)]
+    background.extend(reloads.map(tokio::spawn));
     if config.demo {
         let began = std::time::Instant::now();
         let report = demo::seed(
@@ -126,13 +137,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         marketd_api::state::system_clock,
         shutdown.clone(),
     ));
-    #[cfg(unix)]
-    if let Some(certificates) = &tls {
-        background.push(
-            crate::tls::reload_on_hangup(Arc::clone(certificates), shutdown.clone())
-                .context("listening for SIGHUP")?,
-        );
-    }
     // After the last fallible step, so a failed start leaves no poller hitting an exchange.
     background.extend(crate::ingest::spawn(
         &store,

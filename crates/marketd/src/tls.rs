@@ -119,17 +119,17 @@ fn pem_reason(err: &pem::Error, section: &str) -> String {
     }
 }
 
-/// Reloads the certificates on each SIGHUP until `shutdown`. The signal is registered
-/// before this returns, so a SIGHUP sent once the server is listening never ends the
-/// process.
+/// A task that reloads the certificates on each SIGHUP until `shutdown`. The signal is
+/// registered before this returns, not when the task first runs, so a SIGHUP sent once
+/// the server is listening never ends the process.
 #[cfg(unix)]
 pub fn reload_on_hangup(
     certificates: Arc<Certificates>,
     shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup())?;
-    Ok(tokio::spawn(async move {
+    Ok(async move {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -146,7 +146,7 @@ pub fn reload_on_hangup(
                 ),
             }
         }
-    }))
+    })
 }
 
 #[cfg(test)]
