@@ -25,6 +25,8 @@ pub struct TestApp {
     pub admin_key: String,
     pub auth: Arc<marketd_api::auth::Auth>,
     pub store: Arc<dyn Store>,
+    /// The certificates of an HTTPS app.
+    pub tls: Option<Arc<marketd::tls::Certificates>>,
     _db: TestDb,
     running: Option<Running>,
 }
@@ -64,6 +66,7 @@ pub fn config(url: &str) -> Config {
         response_cache: Duration::ZERO,
         http: Default::default(),
         connections: Default::default(),
+        tls: None,
     }
 }
 
@@ -134,8 +137,14 @@ pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&str) -> Config) -> Op
     .await;
     let running = start(&adjust(&db.url)).await.unwrap();
     let auth = Arc::clone(&running.auth);
+    let scheme = if running.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     Some(TestApp {
-        base: format!("http://{}", running.addr),
+        tls: running.tls.clone(),
+        base: format!("{scheme}://{}", running.addr),
         client: bearer_client(&admin_key),
         anon: reqwest::Client::new(),
         admin_key,
@@ -218,7 +227,8 @@ pub(crate) use both_backends;
 
 /// The address of a running app, for raw TCP clients.
 pub fn socket_addr(app: &TestApp) -> std::net::SocketAddr {
-    app.base.trim_start_matches("http://").parse().unwrap()
+    let (_, addr) = app.base.split_once("://").unwrap();
+    addr.parse().unwrap()
 }
 
 /// Reads until the server closes the connection, or `None` if it is still open after

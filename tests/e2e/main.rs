@@ -19,3 +19,4 @@ mod secrets;
 mod signals;
 mod stored_signals;
 mod stream;
+mod tls;

@@ -227,6 +227,8 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
         max_header_bytes: inner.max_header_bytes.or(outer.max_header_bytes),
         body_limit_bytes: inner.body_limit_bytes.or(outer.body_limit_bytes),
         cors_origins: inner.cors_origins.or(outer.cors_origins),
+        tls_cert: inner.tls_cert.or(outer.tls_cert),
+        tls_key: inner.tls_key.or(outer.tls_key),
     }
 }
 

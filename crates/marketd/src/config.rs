@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backfill::SourceName;
 use crate::http::{ConnectionLimits, MIN_HEADER_BYTES};
+use crate::tls::TlsFiles;
 use marketd_api::middleware::Settings;
 use marketd_api::middleware::body_limit::{BodyLimit, DEFAULT_BODY_LIMIT};
 use marketd_api::middleware::timeout::Timeouts;
@@ -72,6 +73,10 @@ pub struct FileConfig {
     pub body_limit_bytes: Option<usize>,
     /// Comma-separated origins browsers may call from (CORS).
     pub cors_origins: Option<String>,
+    /// PEM certificate chain to serve HTTPS with; needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Exchange series to keep current, one `[[ingest]]` table per source.
     #[serde(default)]
     pub ingest: Vec<IngestEntry>,
@@ -187,6 +192,12 @@ pub struct ServeOverrides {
     /// Comma-separated origins browsers may call the API from, e.g. https://app.example.com [default: none, CORS off]
     #[arg(long, env = "MARKETD_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
+    /// PEM certificate chain (leaf first); with --tls-key, serve HTTPS instead of HTTP [default: none]
+    #[arg(long, env = "MARKETD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate; reloaded with it on SIGHUP [default: none]
+    #[arg(long, env = "MARKETD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -214,6 +225,8 @@ pub struct Config {
     pub http: Settings,
     /// What one client connection may cost.
     pub connections: ConnectionLimits,
+    /// Serve HTTPS with these; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The environment variable holding the webhook signing secret (`whsec_…`); never a
@@ -254,6 +267,8 @@ pub enum ConfigError {
     MaxHeaderBytes,
     #[error("body_limit_bytes: must be between 1 and 1073741824")]
     BodyLimit,
+    #[error("tls_cert and tls_key: set both to serve HTTPS, or neither for plain HTTP")]
+    TlsPair,
     #[error("cors_origins: {0}")]
     CorsOrigins(String),
     #[error("MARKETD_KEY_PEPPER: {0}")]
@@ -437,8 +452,17 @@ impl Config {
         if response_cache_ms > 60_000 {
             return Err(ConfigError::ResponseCache);
         }
+        let tls = match (
+            serve.tls_cert.clone().or(file.tls_cert),
+            serve.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsPair),
+        };
         Ok(Self {
             response_cache: Duration::from_millis(response_cache_ms),
+            tls,
             http: Settings {
                 timeouts,
                 body_limit,
@@ -466,7 +490,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\n",
+            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\n",
             self.listen,
             mask_url(&self.database_url),
             self.demo,
@@ -503,6 +527,12 @@ impl Config {
                 .iter()
                 .map(|o| o.to_str().unwrap_or_default())
                 .collect::<Vec<_>>(),
+            self.tls
+                .as_ref()
+                .map_or_else(|| "none".into(), |t| t.cert.display().to_string()),
+            self.tls
+                .as_ref()
+                .map_or_else(|| "none".into(), |t| t.key.display().to_string()),
             self.prices.fresh_for.as_secs(),
             self.prices.max_divergence * 100.0,
             self.response_cache.as_millis(),
@@ -818,6 +848,47 @@ mod tests {
             let key = bad.split(' ').next().unwrap();
             assert!(err.starts_with(&format!("{key}:")), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn https_needs_both_a_certificate_and_a_key() {
+        let config = load_file("").unwrap();
+        assert_eq!(config.tls, None, "plain HTTP by default");
+        assert!(
+            config
+                .describe()
+                .contains("tls_cert = \"none\"\ntls_key = \"none\"\n")
+        );
+
+        let config =
+            load_file("tls_cert = \"/etc/m/cert.pem\"\ntls_key = \"/etc/m/key.pem\"\n").unwrap();
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: "/etc/m/cert.pem".into(),
+                key: "/etc/m/key.pem".into(),
+            })
+        );
+        let described = config.describe();
+        assert!(
+            described.contains("tls_cert = \"/etc/m/cert.pem\"\ntls_key = \"/etc/m/key.pem\"\n"),
+            "{described}"
+        );
+
+        let err = load_file("tls_cert = \"/etc/m/cert.pem\"\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("tls_cert and tls_key:"),
+            "{err}"
+        );
+        let flags = ServeOverrides {
+            tls_key: Some("/etc/m/key.pem".into()),
+            ..ServeOverrides::default()
+        };
+        let err = Config::load(&Overrides::default(), &flags).unwrap_err();
+        assert!(
+            err.to_string().starts_with("tls_cert and tls_key:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The accept loop: HTTP/1.1 and cleartext HTTP/2 through hyper-util's connection
-//! builder, for what `axum::serve` cannot be told: how long a client may take to send
-//! its request headers, how large they may be, and how many connections may be open.
+//! The accept loop: HTTP/1.1 and HTTP/2, cleartext or over TLS, through hyper-util's
+//! connection builder, for what `axum::serve` cannot be told: how long a client may take
+//! to send its request headers, how large they may be, and how many connections may be
+//! open.
 //!
 //! A silent or trickling client (slowloris) holds a socket and a task while sending
 //! nothing useful; the header deadline closes it. Past the connection cap the loop stops
@@ -18,11 +19,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use marketd_api::middleware::security_headers::OverTls;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::tls::Certificates;
+
+mod first_read;
 
 /// What a connection may cost the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,15 +62,17 @@ impl Default for ConnectionLimits {
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves `app` until `shutdown` is cancelled, then stops accepting and gives open
-/// requests `grace` to finish before closing what is left.
+/// requests `grace` to finish before closing what is left. With `tls`, every connection
+/// is HTTPS.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<Certificates>>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let builder = Arc::new(builder(&limits));
+    let builders = Arc::new(Builders::new(&limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -89,7 +97,8 @@ pub async fn serve(
         };
         while connections.try_join_next().is_some() {}
         let connection = Connection {
-            builder: Arc::clone(&builder),
+            builders: Arc::clone(&builders),
+            tls: tls.clone(),
             app: app.clone(),
             peer,
             header_read_timeout: limits.header_read_timeout,
@@ -112,6 +121,25 @@ pub async fn serve(
         );
     }
     connections.shutdown().await;
+}
+
+/// One builder that tells the protocol from the first bytes (cleartext), and one per
+/// protocol for TLS, where ALPN has already chosen it.
+struct Builders {
+    any: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &ConnectionLimits) -> Self {
+        let any = builder(limits);
+        Self {
+            http1: any.clone().http1_only(),
+            http2: any.clone().http2_only(),
+            any,
+        }
+    }
 }
 
 fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
@@ -144,7 +172,8 @@ async fn accept_failed(err: &std::io::Error) {
 }
 
 struct Connection {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
+    tls: Option<Arc<Certificates>>,
     app: Router,
     peer: SocketAddr,
     header_read_timeout: Duration,
@@ -154,6 +183,13 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream) {
+        match self.tls.clone() {
+            Some(certificates) => self.run_tls(stream, &certificates).await,
+            None => self.run_cleartext(stream).await,
+        }
+    }
+
+    async fn run_cleartext(self, stream: TcpStream) {
         let opened = tokio::select! {
             () = self.shutdown.cancelled() => false,
             opened = opening(&stream, self.header_read_timeout) => opened,
@@ -162,21 +198,77 @@ impl Connection {
             return;
         }
         let peer = self.peer;
-        // The client-ip layer reads the peer address from here, as with axum::serve.
-        let service = self
-            .app
-            .map_request(move |mut request: axum::http::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
-        let io = TokioIo::new(stream);
+        let service = TowerToHyperService::new(service(self.app, peer, false));
         let connection = self
-            .builder
-            .serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+            .builders
+            .any
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
         if let Err(err) = self.watcher.watch(connection).await {
             tracing::debug!(error = %err, peer = %peer, "connection ended with an error");
         }
     }
+
+    async fn run_tls(self, stream: TcpStream, certificates: &Certificates) {
+        let peer = self.peer;
+        // The handshake is the first thing a TLS client owes, so the header deadline
+        // bounds it: a client that connects and stalls is closed like a silent one.
+        let handshake = tokio::time::timeout(
+            self.header_read_timeout,
+            certificates.acceptor().accept(stream),
+        );
+        let stream = tokio::select! {
+            () = self.shutdown.cancelled() => return,
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(error = %err, peer = %peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "TLS handshake not completed in time");
+                    return;
+                }
+            },
+        };
+        // ALPN has chosen the protocol, so nothing is read ahead to guess it. HTTP/1's
+        // header deadline runs from here; HTTP/2 has none, so the client's first bytes
+        // (its preface) get the same deadline as a cleartext opening.
+        let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+        let stream = first_read::FirstReadDeadline::new(stream, self.header_read_timeout);
+        let builder = if alpn_h2 {
+            &self.builders.http2
+        } else {
+            &self.builders.http1
+        };
+        let service = TowerToHyperService::new(service(self.app, peer, true));
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        if let Err(err) = self.watcher.watch(connection).await {
+            tracing::debug!(error = %err, peer = %peer, "connection ended with an error");
+        }
+    }
+}
+
+/// `app` with what the middleware learns from the connection: the peer address (the
+/// client-ip layer reads it, as with axum::serve) and whether it came over TLS.
+fn service(
+    app: Router,
+    peer: SocketAddr,
+    over_tls: bool,
+) -> impl tower::Service<
+    axum::http::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    app.map_request(move |mut request: axum::http::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        if over_tls {
+            request.extensions_mut().insert(OverTls);
+        }
+        request
+    })
 }
 
 /// Waits, up to `deadline`, until the client has sent enough to tell HTTP/1 from HTTP/2.

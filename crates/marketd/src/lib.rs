@@ -10,3 +10,4 @@ pub mod ingest;
 pub mod keys;
 pub mod pepper;
 pub mod server;
+pub mod tls;

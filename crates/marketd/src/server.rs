@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, mask_url};
+use crate::tls::Certificates;
 
 /// Backtests run at once per process; each holds one core while it computes.
 const BACKTEST_WORKERS: usize = 2;
@@ -53,6 +54,8 @@ pub struct Running {
     pub shutdown: CancellationToken,
     /// The key machinery, so an embedding program (or a test) can issue keys.
     pub auth: Arc<Auth>,
+    /// The certificates served with when HTTPS is on, so they can be reloaded.
+    pub tls: Option<Arc<Certificates>>,
     pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -60,9 +63,26 @@ pub struct Running {
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // Built before anything is spawned, so a bad source setting leaves nothing running.
     let ingest_jobs = crate::ingest::jobs(&config.ingest)?;
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(
+            Certificates::load(files.clone()).context("loading the TLS certificate")?,
+        )),
+        None => None,
+    };
     let store = open_store(config).await?;
     let shutdown = CancellationToken::new();
+    // Registered before anything is spawned, as it can fail.
+    #[cfg(unix)]
+    let reloads = tls
+        .as_ref()
+        .map(|certificates| {
+            crate::tls::reload_on_hangup(Arc::clone(certificates), shutdown.clone())
+                .context("listening for SIGHUP")
+        })
+        .transpose()?;
     let mut background = Vec::new();
+    #[cfg(unix)]
+    background.extend(reloads.map(tokio::spawn));
     if config.demo {
         let began = std::time::Instant::now();
         let report = demo::seed(
@@ -135,8 +155,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let grace = config.shutdown_timeout;
     let limits = config.connections;
     let token = shutdown.clone();
+    let certificates = tls.clone();
     let handle = tokio::spawn(async move {
-        crate::http::serve(listener, app, limits, token, grace).await;
+        crate::http::serve(listener, app, limits, certificates, token, grace).await;
         for task in background {
             let _ = task.await;
         }
@@ -147,6 +168,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         addr,
         shutdown,
         auth,
+        tls,
         handle,
     })
 }
@@ -174,9 +196,14 @@ pub(crate) async fn termination() {
 /// `marketd serve`: runs until SIGINT/SIGTERM, then drains and exits.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let running = start(&config).await?;
+    let scheme = if running.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         addr = %running.addr,
-        docs = %format!("http://{}/docs", running.addr),
+        docs = %format!("{scheme}://{}/docs", running.addr),
         database = %mask_url(&config.database_url),
         "marketd listening"
     );

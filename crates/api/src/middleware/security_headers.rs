@@ -5,6 +5,10 @@
 //! Swagger UI under `/docs` is a page: it loads its own scripts, styles and images,
 //! sets inline styles from its scripts, and fetches the document and "Try it out"
 //! calls from this origin; its policy allows exactly that.
+//!
+//! Responses sent over HTTPS also carry HSTS, so a browser never again tries plain HTTP
+//! for this host. Over plain HTTP the header would be ignored by browsers, and it could
+//! mislead a proxy that terminates TLS in front of marketd, so it is never sent there.
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -20,6 +24,13 @@ const DOCS_POLICY: HeaderValue = HeaderValue::from_static(
      form-action 'none'",
 );
 
+/// Two years, the lifetime browsers' preload lists ask for.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
+
+/// A request extension the server sets on requests that came over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls;
+
 /// Where Swagger UI is served.
 pub const DOCS_PREFIX: &str = "/docs";
 
@@ -30,8 +41,12 @@ fn is_docs(path: &str) -> bool {
 
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let docs = is_docs(request.uri().path());
+    let over_tls = request.extensions().get::<OverTls>().is_some();
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    if over_tls {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
     let fixed: [(HeaderName, HeaderValue); 4] = [
         (
             header::X_CONTENT_TYPE_OPTIONS,
@@ -113,6 +128,23 @@ mod tests {
         assert!(!policy.contains("unsafe-eval"), "{policy}");
         assert_eq!(headers["x-frame-options"], "DENY");
         assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+
+    #[tokio::test]
+    async fn hsts_only_over_tls() {
+        let (_, plain) = headers("/v1/prices").await;
+        assert!(!plain.contains_key("strict-transport-security"));
+
+        for path in ["/v1/prices", "/nowhere", "/docs/"] {
+            let mut request = Request::get(path).body(Body::empty()).unwrap();
+            request.extensions_mut().insert(OverTls);
+            let response = app().oneshot(request).await.unwrap();
+            assert_eq!(
+                response.headers()["strict-transport-security"],
+                "max-age=63072000; includeSubDomains",
+                "{path}"
+            );
+        }
     }
 
     #[test]
