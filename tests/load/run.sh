@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Load benchmark for marketd: startup time, throughput and latency of two read endpoints,
-# and peak memory, on SQLite and on Postgres. Loopback traffic only, bounded runs.
+# Load benchmark for marketd: startup time, throughput and latency of its read scenarios,
+# and peak memory, on SQLite and on Postgres, with nginx serving the same bytes of the
+# prices answer as the ceiling for an HTTP GET on this machine. Loopback traffic only,
+# bounded runs.
 #
 #   tests/load/run.sh
 #
@@ -17,6 +19,7 @@
 #   CARGO_JOBS    cargo -j, default 1
 #   AUTH_OVERHEAD set to also measure SQLite with a build lacking the auth and rate-limit
 #                 layers (backend "sqlite-noauth"), for the cost of authentication
+#   NGINX         set to 0 to skip the nginx ceiling
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -50,6 +53,7 @@ die() { printf '[load] ERROR: %s\n' "$*" >&2; exit 1; }
 TMP="$(mktemp -d -t marketd-load.XXXXXX)"
 SERVER_PID=""
 cleanup() {
+  if [[ -f "$TMP/nginx/nginx.pid" ]]; then kill -QUIT "$(cat "$TMP/nginx/nginx.pid")" 2>/dev/null || true; fi
   if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     sleep 1
@@ -74,10 +78,26 @@ ensure_wrk() {
   fi
 }
 
+# ensure_package COMMAND PACKAGE: installs a Debian package when its command is missing.
+ensure_package() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  log "installing $2"
+  local sudo=""
+  if [[ "$(id -u)" -ne 0 ]]; then sudo="sudo"; fi
+  $sudo apt-get install -y "$2" >"$TMP/apt-$2.log" 2>&1 || {
+    $sudo apt-get update >>"$TMP/apt-$2.log" 2>&1
+    $sudo apt-get install -y "$2" >>"$TMP/apt-$2.log" 2>&1 || { cat "$TMP/apt-$2.log" >&2; die "could not install $2"; }
+  }
+}
+
 for tool in curl python3 cargo; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
 done
 ensure_wrk
+if [[ "${NGINX:-1}" != 0 ]]; then
+  ensure_package nginx nginx
+  PATH="$PATH:/usr/sbin"
+fi
 
 if [[ -n "${AUTH_OVERHEAD:-}" ]]; then
   # A second binary without the auth and rate-limit layers, to measure what they cost.
@@ -150,11 +170,16 @@ peak_rss_mib() {
   awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
 }
 
-# bench NAME URL; prints "rps|p50|p99|non2xx|socket_errors" and keeps the raw output.
+# bench NAME URL [HEADER...]; prints "rps|p50|p99|non2xx|socket_errors" and keeps the raw
+# output. Sends the key unless a header already carries one.
 bench() {
-  local name="$1" url="$2" out="$RAW_DIR/wrk-$1.txt"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -H "Authorization: Bearer $API_KEY" "$url" >/dev/null
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer $API_KEY" "$url" >"$out"
+  local name="$1" url="$2" out="$RAW_DIR/wrk-$1.txt"; shift 2
+  local headers=()
+  local h
+  for h in "$@"; do headers+=(-H "$h"); done
+  if [[ "$*" != *Authorization* ]]; then headers+=(-H "Authorization: Bearer $API_KEY"); fi
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${headers[@]}" "$url" >/dev/null
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${headers[@]}" "$url" >"$out"
   local rps p50 p99 non2xx errs
   rps="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")"
   p50="$(awk '$1 == "50%" { print $2 }' "$out")"
@@ -168,6 +193,9 @@ bench() {
 START_TS="$(date -u -d "@$(( ($(date +%s) - 30 * 86400) / 3600 * 3600 ))" +%Y-%m-%dT%H:%M:%SZ)"
 PRICES_PATH="/v1/prices?symbols=BTC,ETH"
 OHLCV_PATH="/v1/ohlcv/BTC?interval=1h&limit=500&start=$START_TS"
+INDICATORS_PATH="/v1/indicators/BTC?interval=1h&limit=500&start=$START_TS&indicators=rsi:14,macd:12:26:9"
+# Well-formed (the checksum holds) but unknown: refused after a lookup, as a guessed key is.
+BAD_KEY="mkd_test_AAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 check_ohlcv_page() {
   local port="$1" body="$TMP/ohlcv.json" code n
@@ -183,6 +211,32 @@ check_prices() {
   code="$(curl -sS -H "Authorization: Bearer $API_KEY" -o "$TMP/prices.json" -w '%{http_code}' "http://127.0.0.1:$port$PRICES_PATH")"
   [[ "$code" == "200" ]] || { cat "$TMP/prices.json" >&2; die "prices check: HTTP $code"; }
   PRICES_BYTES="$(stat -c %s "$TMP/prices.json")"
+  PRICES_ETAG="$(curl -sS -D - -o /dev/null -H "Authorization: Bearer $API_KEY" "http://127.0.0.1:$port$PRICES_PATH" \
+    | awk 'tolower($1) == "etag:" { sub(/\r$/, "", $2); print $2 }')"
+  [[ -n "$PRICES_ETAG" ]] || die "prices check: no ETag"
+}
+
+# nginx on PORT serving FILE as the prices answer, with the same content type.
+start_nginx() {
+  local port="$1" file="$2" dir="$TMP/nginx"
+  mkdir -p "$dir/logs"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $dir; proxy_temp_path $dir; fastcgi_temp_path $dir;
+  uwsgi_temp_path $dir; scgi_temp_path $dir;
+  server {
+    listen 127.0.0.1:$port;
+    location = /v1/prices { default_type application/json; alias $file; }
+  }
+}
+CONF
+  nginx -c "$dir/nginx.conf" -p "$dir" || die "nginx did not start"
 }
 
 # ---------------------------------------------------------------------------- backends
@@ -206,7 +260,7 @@ run_backend() {
   log "$name: first start ${first} ms; stopped in ${STOP_MS} ms (exit $STOP_RC)"
   NOTES+=("$name first run: SIGTERM -> exit in ${STOP_MS} ms, exit code $STOP_RC")
 
-  API_KEY="$("$BIN" keys create --database-url "$url" --name load --scopes prices:read \
+  API_KEY="$("$BIN" keys create --database-url "$url" --name load --scopes prices:read,signals:read \
     --rate-limit 10000000 2>/dev/null)" || die "$name: could not create a key"
   log "$name: second start (existing database)"
   start_server "$name" "$port" "$url" "$@"
@@ -218,11 +272,16 @@ run_backend() {
   log "$name: /v1/prices body ${PRICES_BYTES} B; ohlcv page 500 candles, ${OHLCV_BYTES} B"
 
   local r
-  for scenario in prices ohlcv500; do
-    local path
-    if [[ "$scenario" == prices ]]; then path="$PRICES_PATH"; else path="$OHLCV_PATH"; fi
+  for scenario in prices prices304 ohlcv500 indicators500 bad_key; do
+    local path="$PRICES_PATH" headers=()
+    case "$scenario" in
+      prices304) headers=("If-None-Match: $PRICES_ETAG") ;;
+      ohlcv500) path="$OHLCV_PATH" ;;
+      indicators500) path="$INDICATORS_PATH" ;;
+      bad_key) headers=("Authorization: Bearer $BAD_KEY") ;;
+    esac
     log "$name: $scenario (warm-up $WARMUP, then $DURATION at $CONNECTIONS connections)"
-    r="$(bench "$name-$scenario" "http://127.0.0.1:$port$path")"
+    r="$(bench "$name-$scenario" "http://127.0.0.1:$port$path" "${headers[@]}")"
     ROWS+=("$name|$scenario|$first|$second|$r")
     log "$name: $scenario -> $r"
   done
@@ -272,6 +331,16 @@ for backend in $BACKENDS; do
   esac
 done
 
+if [[ "${NGINX:-1}" != 0 && -f "$TMP/prices.json" ]]; then
+  nginx_port="$(free_port)"
+  start_nginx "$nginx_port" "$TMP/prices.json"
+  log "nginx: the same prices bytes (warm-up $WARMUP, then $DURATION at $CONNECTIONS connections)"
+  r="$(bench nginx-prices "http://127.0.0.1:$nginx_port$PRICES_PATH")"
+  ROWS+=("nginx|prices (same bytes, static file)|-|-|$r|rss=-")
+  nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" -s quit || true
+  NGINX_RPS="${r%%|*}"
+fi
+
 # ---------------------------------------------------------------------------- report
 
 {
@@ -281,16 +350,23 @@ done
   echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes)')"
   echo "- machine: $(nproc) cores, $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
   echo "- load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency after a $WARMUP warm-up, over 127.0.0.1, client on the same machine"
-  echo "- prices: GET $PRICES_PATH"
+  echo "- prices: GET $PRICES_PATH; prices304: the same with If-None-Match of its ETag (304s)"
+  echo "- indicators500: GET $INDICATORS_PATH"
+  echo "- bad_key: GET $PRICES_PATH with a well-formed unknown key (401, then 429 once the per-address failure limit is reached)"
+  echo "- nginx: the prices answer's bytes as a static file from nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on the same machine, the ceiling for an HTTP GET here"
   echo "- ohlcv500: GET $OHLCV_PATH (checked: 500 candles)"
   echo "- startup: process start to first 200 on /healthz (curl every 10 ms); first = fresh database incl. demo seeding, second = existing database"
   echo "- peak RSS: VmHWM of the server process after both scenarios"
   echo
-  echo "| backend | scenario | startup first (ms) | startup second (ms) | req/s | p50 | p99 | non-2xx | socket errors | peak RSS (MiB) |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---|---:|"
+  echo "| backend | scenario | startup first (ms) | startup second (ms) | req/s | ÷ nginx | p50 | p99 | non-2xx | socket errors | peak RSS (MiB) |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
   for row in "${ROWS[@]}"; do
     IFS='|' read -r b s f sec rps p50 p99 non2xx errs rss <<<"$row"
-    echo "| $b | $s | $f | $sec | $rps | $p50 | $p99 | $non2xx | $errs | ${rss#rss=} |"
+    ratio="-"
+    if [[ -n "${NGINX_RPS:-}" && "$NGINX_RPS" =~ ^[0-9]+$ && "$rps" =~ ^[0-9]+$ && "$b" != nginx ]]; then
+      ratio="$(python3 -c "print(f'{$rps / $NGINX_RPS:.2f}')")"
+    fi
+    echo "| $b | $s | $f | $sec | $rps | $ratio | $p50 | $p99 | $non2xx | $errs | ${rss#rss=} |"
   done
   echo
   echo "Notes:"
