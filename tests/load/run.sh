@@ -236,7 +236,13 @@ http {
   }
 }
 CONF
+  # nginx's workers run unprivileged: they must be able to read the file.
+  chmod 755 "$TMP" "$dir"
+  chmod 644 "$file"
   nginx -c "$dir/nginx.conf" -p "$dir" || die "nginx did not start"
+  local code
+  code="$(curl -sS -o "$dir/check.json" -w '%{http_code}' "http://127.0.0.1:$port$PRICES_PATH")"
+  [[ "$code" == 200 ]] && cmp -s "$dir/check.json" "$file" || die "nginx check: HTTP $code or different bytes"
 }
 
 # ---------------------------------------------------------------------------- backends
