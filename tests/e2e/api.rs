@@ -725,3 +725,74 @@ async fn cached_answers_still_need_a_key_with_the_scope(app: &TestApp) {
     assert_eq!(again.headers()["etag"], etag.as_str());
     assert_eq!(again.text().await.unwrap(), body);
 }
+
+/// With answers kept for a minute, a write by another process still reaches clients
+/// within the engines' polls: kept answers are dropped when stored data changes.
+#[tokio::test]
+async fn kept_answers_are_dropped_when_stored_data_changes() {
+    let app = crate::helpers::spawn_app_on(marketd_testkit::TestDb::sqlite(), |url| {
+        let mut config = crate::helpers::config(url);
+        config.response_cache = std::time::Duration::from_secs(60);
+        config
+    })
+    .await
+    .unwrap();
+    seed_btc(app.store.as_ref(), 3).await;
+    let price_of = |body: Value| body["data"][0]["price"].as_f64().unwrap();
+    let path = "/v1/prices?symbols=BTC";
+    let before = price_of(app.get(path).await.json().await.unwrap());
+    let kept = app.get(path).await;
+    assert!(
+        kept.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("private, max-age=")
+    );
+
+    let mut newer = app
+        .store
+        .latest_prices(&["BTC".to_owned()])
+        .await
+        .unwrap()
+        .remove(0);
+    newer.price = before + 1_000.0;
+    newer.as_of += 1;
+    app.store.upsert_latest_price(&newer).await.unwrap();
+    let began = std::time::Instant::now();
+    loop {
+        let now = price_of(app.get(path).await.json().await.unwrap());
+        if now == newer.price {
+            break;
+        }
+        assert_eq!(now, before, "either the kept answer or the new one");
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(20),
+            "the kept answer was never dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Candles too: a new one shows without waiting out the minute.
+    let ohlcv = "/v1/ohlcv/BTC?interval=1h&start=2024-01-01T00:00:00Z";
+    let count = |body: Value| body["data"].as_array().unwrap().len();
+    let candles = count(app.get(ohlcv).await.json().await.unwrap());
+    assert_eq!(candles, 3);
+    app.store
+        .upsert_candles(
+            "BTC",
+            marketd_domain::Interval::H1,
+            "test",
+            &[crate::helpers::hourly(10)],
+        )
+        .await
+        .unwrap();
+    let began = std::time::Instant::now();
+    while count(app.get(ohlcv).await.json().await.unwrap()) == candles {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(20),
+            "kept candles were never dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}

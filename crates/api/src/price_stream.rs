@@ -19,6 +19,8 @@ use marketd_storage::Store;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::middleware::response_cache::ResponseCache;
+
 /// Events kept for `Last-Event-ID` resumption.
 pub const REPLAY: usize = 1_024;
 /// Events a subscriber may fall behind before it is cut off.
@@ -129,10 +131,11 @@ impl PriceHub {
     }
 
     /// Reads the stored latest prices every [`POLL_EVERY`] and publishes changes, until
-    /// `shutdown`. A failed read is logged and retried.
+    /// `shutdown`; a change also drops kept responses. A failed read is logged and retried.
     pub fn spawn(
         self: Arc<Self>,
         store: Arc<dyn Store>,
+        responses: Arc<ResponseCache>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
@@ -152,7 +155,9 @@ impl PriceHub {
                 };
                 match store.latest_prices(&symbols).await {
                     Ok(prices) => {
-                        self.offer(prices);
+                        if self.offer(prices) > 0 {
+                            responses.clear();
+                        }
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, "reading prices for the price stream failed");

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::middleware::response_cache::ResponseCache;
 use crate::routes::history::closed_candles;
 use crate::routes::signals::{SINCE_LOOKBACK, changes_in, describe};
 use crate::state::Clock;
@@ -78,26 +79,42 @@ pub fn written_by_this_engine(body: &str) -> bool {
     serde_json::from_str::<Version<'_>>(body).is_ok_and(|v| v.engine_version == ENGINE_VERSION)
 }
 
-/// One pass over every stored series; returns how many were brought up to date.
-pub async fn refresh(store: &dyn Store, now: i64) -> Result<usize, ApiError> {
+/// What one pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Series brought up to date.
+    pub updated: usize,
+    /// The sum of every series' write count: it moves whenever any candle was written.
+    pub revisions: i64,
+}
+
+/// One pass over every stored series.
+pub async fn refresh(store: &dyn Store, now: i64) -> Result<Pass, ApiError> {
     let strategies = stored_strategies();
-    let mut updated = 0;
+    let mut pass = Pass {
+        updated: 0,
+        revisions: 0,
+    };
     for progress in store.signal_progress().await? {
+        pass.revisions = pass.revisions.wrapping_add(progress.revision);
         if recompute(store, &progress, &strategies, now).await? {
-            updated += 1;
+            pass.updated += 1;
         }
     }
-    Ok(updated)
+    Ok(pass)
 }
 
 /// Runs [`refresh`] every [`POLL_EVERY`] until `shutdown`. A failed pass is logged and
-/// retried on the next one; it never stops the service.
+/// retried on the next one; it never stops the service. When any candle was written
+/// since the last pass, by this process or another, kept responses are dropped.
 pub fn spawn(
     store: std::sync::Arc<dyn Store>,
     clock: Clock,
+    responses: std::sync::Arc<ResponseCache>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut seen_revisions = None;
         let mut ticker = tokio::time::interval(POLL_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -106,8 +123,14 @@ pub fn spawn(
                 _ = ticker.tick() => {}
             }
             match refresh(store.as_ref(), clock()).await {
-                Ok(0) => {}
-                Ok(series) => tracing::debug!(series, "stored signals updated"),
+                Ok(pass) => {
+                    if seen_revisions.replace(pass.revisions) != Some(pass.revisions) {
+                        responses.clear();
+                    }
+                    if pass.updated > 0 {
+                        tracing::debug!(series = pass.updated, "stored signals updated");
+                    }
+                }
                 Err(err) => tracing::warn!(error = %err, "updating stored signals failed"),
             }
         }

@@ -124,10 +124,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let mut state = AppState::new(Arc::clone(&store), Arc::clone(&auth));
     state.ingest = Arc::new(crate::ingest::view(&ingest_jobs));
     state.shutdown = shutdown.clone();
-    background.push(Arc::clone(&state.price_hub).spawn(Arc::clone(&store), shutdown.clone()));
     state.response_cache = Arc::new(ResponseCache::new(
         config.response_cache,
         marketd_api::middleware::response_cache::DEFAULT_CACHE_BYTES,
+    ));
+    background.push(Arc::clone(&state.price_hub).spawn(
+        Arc::clone(&store),
+        Arc::clone(&state.response_cache),
+        shutdown.clone(),
     ));
     background.extend(
         marketd_api::backtests::start(
@@ -142,6 +146,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     background.push(marketd_api::signal_engine::spawn(
         Arc::clone(&store),
         marketd_api::state::system_clock,
+        Arc::clone(&state.response_cache),
         shutdown.clone(),
     ));
     // After the last fallible step, so a failed start leaves no poller hitting an exchange.

@@ -6,9 +6,11 @@
 //! Every answer of these routes gets a strong `ETag` (a hash of its bytes), and a
 //! matching `If-None-Match` gets 304, which saves the transfer.
 //!
-//! Keeping answers in memory is off by default: entries are not invalidated when stored
-//! data changes (another process may change it), so a cache lifetime is a promise of
-//! staleness up to that long, which the operator must choose. With a lifetime set,
+//! Keeping answers in memory is off by default. Entries are dropped when stored data
+//! changes, but that is noticed by polling the database (the signal engine sees candle
+//! writes within a second, the price hub price changes within half a second, from any
+//! process), so a kept answer may be that much behind a write: a staleness the operator
+//! chooses to accept by setting a lifetime. With a lifetime set,
 //! entries are keyed by path and normalised query (parameters sorted by name), live that
 //! long, and are bounded by total body size; concurrent misses for one key are computed
 //! once, the others waiting for it. `Cache-Control: private, max-age=N` and `Age` then
