@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use marketd_domain::LatestPrice;
+use marketd_ingest::ticks::Ticks;
 use marketd_storage::Store;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -139,13 +140,8 @@ impl PriceHub {
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(POLL_EVERY);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = ticker.tick() => {}
-                }
+            let mut ticks = Ticks::new(POLL_EVERY, shutdown);
+            while ticks.next().await {
                 let symbols = match store.assets().await {
                     Ok(assets) => assets.into_iter().map(|a| a.symbol).collect::<Vec<_>>(),
                     Err(err) => {

@@ -20,6 +20,8 @@ use marketd_storage::{
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use marketd_ingest::ticks::Ticks;
+
 use crate::error::ApiError;
 use crate::middleware::response_cache::ResponseCache;
 use crate::routes::history::closed_candles;
@@ -115,13 +117,8 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen_revisions = None;
-        let mut ticker = tokio::time::interval(POLL_EVERY);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
+        let mut ticks = Ticks::new(POLL_EVERY, shutdown);
+        while ticks.next().await {
             match refresh(store.as_ref(), clock()).await {
                 Ok(pass) => {
                     if seen_revisions.replace(pass.revisions) != Some(pass.revisions) {

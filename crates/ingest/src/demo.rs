@@ -120,13 +120,8 @@ pub fn spawn_live(
         // The bucket each series last wrote, so a bucket that closed between ticks is
         // finalised before the next one opens.
         let mut last_written: Vec<[i64; 2]> = vec![[i64::MIN; 2]; all.len()];
-        let mut ticker = tokio::time::interval(tick_every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
-            }
+        let mut ticks = crate::ticks::Ticks::new(tick_every, shutdown);
+        while ticks.next().await {
             let now = clock();
             for (simulated, written) in all.iter_mut().zip(last_written.iter_mut()) {
                 if let Err(err) = tick(store.as_ref(), simulated, written, now).await {

@@ -16,3 +16,4 @@ pub mod resilience;
 pub mod schedule;
 pub mod simulated;
 pub mod source;
+pub mod ticks;
