@@ -3,7 +3,8 @@
 //! One task per process watches the stored latest prices and turns each change into an
 //! event with a process-wide increasing id. It reads the database rather than listening
 //! to this process's writers, so prices written by another process (an ingesting
-//! replica, `marketd import`) reach this process's streams too.
+//! replica, `marketd import`) reach this process's streams too: at once when the write
+//! is announced (Postgres NOTIFY, or this process's own write), else at the next poll.
 //!
 //! Events go to subscribers through one bounded broadcast channel, and the newest
 //! [`REPLAY`] stay in a ring for clients that reconnect with `Last-Event-ID`. A client
@@ -131,7 +132,8 @@ impl PriceHub {
         (replay, receiver)
     }
 
-    /// Reads the stored latest prices every [`POLL_EVERY`] and publishes changes, until
+    /// Reads the stored latest prices on each announced price write and every
+    /// [`POLL_EVERY`], and publishes changes, until
     /// `shutdown`; a change also drops kept responses. A failed read is logged and retried.
     pub fn spawn(
         self: Arc<Self>,
@@ -140,7 +142,8 @@ impl PriceHub {
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticks = Ticks::new(POLL_EVERY, shutdown);
+            let mut ticks = Ticks::new(POLL_EVERY, shutdown)
+                .woken_by(store.changes(), marketd_storage::Change::touches_prices);
             while ticks.next().await {
                 let symbols = match store.assets().await {
                     Ok(assets) => assets.into_iter().map(|a| a.symbol).collect::<Vec<_>>(),

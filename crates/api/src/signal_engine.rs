@@ -106,9 +106,10 @@ pub async fn refresh(store: &dyn Store, now: i64) -> Result<Pass, ApiError> {
     Ok(pass)
 }
 
-/// Runs [`refresh`] every [`POLL_EVERY`] until `shutdown`. A failed pass is logged and
-/// retried on the next one; it never stops the service. When any candle was written
-/// since the last pass, by this process or another, kept responses are dropped.
+/// Runs [`refresh`] on each announced candle write and every [`POLL_EVERY`] until
+/// `shutdown`. A failed pass is logged and retried on the next one; it never stops the
+/// service. When any candle was written since the last pass, by this process or another,
+/// kept responses are dropped.
 pub fn spawn(
     store: std::sync::Arc<dyn Store>,
     clock: Clock,
@@ -117,7 +118,8 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen_revisions = None;
-        let mut ticks = Ticks::new(POLL_EVERY, shutdown);
+        let mut ticks = Ticks::new(POLL_EVERY, shutdown)
+            .woken_by(store.changes(), marketd_storage::Change::touches_candles);
         while ticks.next().await {
             match refresh(store.as_ref(), clock()).await {
                 Ok(pass) => {

@@ -128,6 +128,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config.response_cache,
         marketd_api::middleware::response_cache::DEFAULT_CACHE_BYTES,
     ));
+    background
+        .push(Arc::clone(&state.response_cache).spawn_clearing(store.changes(), shutdown.clone()));
     background.push(Arc::clone(&state.price_hub).spawn(
         Arc::clone(&store),
         Arc::clone(&state.response_cache),

@@ -3,6 +3,7 @@
 //! Each backend has its own SQL and migrations; both must pass the same conformance
 //! suite (`tests/conformance.rs`), which is what keeps them interchangeable.
 
+mod changes;
 mod error;
 mod jobs;
 mod keys;
@@ -19,6 +20,7 @@ mod sqlite_jobs;
 mod sqlite_keys;
 mod sqlite_signals;
 
+pub use changes::{CHANNEL as CHANGES_CHANNEL, Change, Changes};
 pub use error::StoreError;
 pub use jobs::{BacktestJob, JobStatus, JobStore};
 pub use keys::KeyStore;
@@ -102,6 +104,10 @@ pub trait Store: KeyStore + JobStore + SignalStore {
 
     /// Connections of the pool now, for metrics.
     fn pool_stats(&self) -> PoolStats;
+
+    /// Announcements of written candles and prices; see [`Changes`]. On Postgres they
+    /// cover every process sharing the database, on SQLite this process's writes only.
+    fn changes(&self) -> Changes;
 
     /// Takes leadership of `job` among the processes sharing this database, if no other
     /// holds it; see [`Lease`].

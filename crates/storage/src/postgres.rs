@@ -7,6 +7,7 @@ use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
+use crate::changes::{ChangeFeed, Changes, listen_postgres};
 use crate::model::{
     AssetRow, CandleRow, PriceRow, asset_from_row, bar_from_row, join_sources, price_from_row,
 };
@@ -42,7 +43,10 @@ impl PgStore {
             // Connect lazily so the service starts, and reports itself unready, while the
             // database is down; the pool reconnects on its own when it returns.
             .connect_lazy_with(connect);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            feed: ChangeFeed::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -245,6 +249,13 @@ impl Store for PgStore {
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
         }
+    }
+
+    fn changes(&self) -> Changes {
+        self.feed.subscribe(|feed| {
+            let options = (*self.pool.connect_options()).clone();
+            tokio::spawn(listen_postgres(options, feed));
+        })
     }
 
     async fn close(&self) {

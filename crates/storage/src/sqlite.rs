@@ -7,6 +7,7 @@ use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use crate::changes::{Change, ChangeFeed, Changes};
 use crate::model::{
     AssetRow, CandleRow, PriceRow, asset_from_row, bar_from_row, join_sources, price_from_row,
 };
@@ -21,6 +22,7 @@ const ROWS_PER_INSERT: usize = 500;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    feed: ChangeFeed,
 }
 
 impl SqliteStore {
@@ -38,7 +40,10 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            feed: ChangeFeed::default(),
+        })
     }
 
     /// Begins a write transaction that takes SQLite's write lock up front, so it waits on
@@ -168,6 +173,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.feed.publish(Change::Candles);
         Ok(written)
     }
 
@@ -216,6 +222,7 @@ impl Store for SqliteStore {
         .bind(&p.source)
         .execute(&self.pool)
         .await?;
+        self.feed.publish(Change::Prices);
         Ok(())
     }
 
@@ -246,6 +253,11 @@ impl Store for SqliteStore {
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
         }
+    }
+
+    fn changes(&self) -> Changes {
+        // Only this process's writes are announced: no other process can reach it.
+        self.feed.subscribe(|_| {})
     }
 
     async fn close(&self) {

@@ -7,10 +7,12 @@
 //! matching `If-None-Match` gets 304, which saves the transfer.
 //!
 //! Keeping answers in memory is off by default. Entries are dropped when stored data
-//! changes, but that is noticed by polling the database (the signal engine sees candle
-//! writes within a second, the price hub price changes within half a second, from any
-//! process), so a kept answer may be that much behind a write: a staleness the operator
-//! chooses to accept by setting a lifetime. With a lifetime set,
+//! changes: at once when the write is announced (on Postgres every process's writes, via
+//! NOTIFY; on SQLite this process's own), otherwise when a poller notices it (the signal
+//! engine within a second, the price hub within half a second). An answer computed while
+//! a clear happened is served but not kept. A kept answer may still trail a write by the
+//! announcement's delay, or by a poll for another process's write to a SQLite file: a
+//! staleness the operator chooses to accept by setting a lifetime. With a lifetime set,
 //! entries are keyed by path and normalised query (parameters sorted by name), live that
 //! long, and are bounded by total body size; concurrent misses for one key are computed
 //! once, the others waiting for it. `Cache-Control: private, max-age=N` and `Age` then
@@ -60,6 +62,9 @@ pub struct ResponseCache {
     /// computing; idle gates expire on their own.
     gates: Cache<String, Arc<tokio::sync::Mutex<()>>>,
     ttl: Duration,
+    /// Bumped by every [`ResponseCache::clear`]: an answer computed across a clear may
+    /// hold data from before the write that caused it, so it is served but not kept.
+    generation: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub not_modified: AtomicU64,
@@ -92,6 +97,7 @@ impl ResponseCache {
             entries,
             gates,
             ttl,
+            generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             not_modified: AtomicU64::new(0),
@@ -110,7 +116,28 @@ impl ResponseCache {
 
     /// Drops every entry, for when stored data changed under them.
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
+    }
+
+    /// Clears on every announced write of candles or prices until `shutdown`, so a kept
+    /// answer outlives the data it was made from only by the announcement's delay.
+    pub fn spawn_clearing(
+        self: Arc<Self>,
+        mut changes: marketd_storage::Changes,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    change = changes.next() => match change {
+                        Some(_) => self.clear(),
+                        None => return,
+                    },
+                }
+            }
+        })
     }
 
     fn keeps(&self) -> bool {
@@ -238,6 +265,7 @@ pub async fn cache(
         return answer(&cache, &entry, if_none_match.as_ref());
     }
     cache.misses.fetch_add(1, Ordering::Relaxed);
+    let generation = cache.generation.load(Ordering::Acquire);
     let response = next.run(request).await;
     if response.status() != StatusCode::OK {
         return response;
@@ -270,7 +298,7 @@ pub async fn cache(
         stored_at: Instant::now(),
     };
     let served = answer(&cache, &entry, if_none_match.as_ref());
-    if cache.keeps() {
+    if cache.keeps() && cache.generation.load(Ordering::Acquire) == generation {
         cache.entries.insert(key, Arc::new(entry));
     }
     served
