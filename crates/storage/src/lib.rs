@@ -10,6 +10,7 @@ mod keys;
 mod leader;
 mod model;
 mod postgres;
+mod postgres_copy;
 mod postgres_jobs;
 mod postgres_keys;
 mod postgres_signals;

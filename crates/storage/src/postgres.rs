@@ -11,6 +11,7 @@ use crate::changes::{ChangeFeed, Changes, listen_postgres};
 use crate::model::{
     AssetRow, CandleRow, PriceRow, asset_from_row, bar_from_row, join_sources, price_from_row,
 };
+use crate::postgres_copy::{COPY_FROM_ROWS, SeriesRows, copy_candles};
 use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -22,6 +23,7 @@ const ROWS_PER_INSERT: usize = 5_000;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    feed: ChangeFeed,
 }
 
 impl PgStore {
@@ -131,34 +133,45 @@ impl Store for PgStore {
         let updated_at = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
-        for chunk in candles.chunks(ROWS_PER_INSERT) {
-            let column = |f: fn(&Candle) -> f64| chunk.iter().map(f).collect::<Vec<f64>>();
-            let open_times: Vec<i64> = chunk.iter().map(|c| c.open_time).collect();
-            written += sqlx::query(
-                "INSERT INTO candles
-                 (symbol, period, open_time, open, high, low, close, volume, source, updated_at)
-                 SELECT $1, $2, t.open_time, t.open, t.high, t.low, t.close, t.volume, $3, $4
-                 FROM UNNEST($5::bigint[], $6::float8[], $7::float8[], $8::float8[],
-                             $9::float8[], $10::float8[])
-                      AS t(open_time, open, high, low, close, volume)
-                 ON CONFLICT (symbol, period, open_time) DO UPDATE SET
-                     open = excluded.open, high = excluded.high, low = excluded.low,
-                     close = excluded.close, volume = excluded.volume,
-                     source = excluded.source, updated_at = excluded.updated_at",
-            )
-            .bind(symbol)
-            .bind(interval.as_str())
-            .bind(source)
-            .bind(updated_at)
-            .bind(open_times)
-            .bind(column(|c| c.open))
-            .bind(column(|c| c.high))
-            .bind(column(|c| c.low))
-            .bind(column(|c| c.close))
-            .bind(column(|c| c.volume))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        if candles.len() >= COPY_FROM_ROWS {
+            let rows = SeriesRows {
+                symbol,
+                interval,
+                source,
+                updated_at,
+                candles: &candles,
+            };
+            written = copy_candles(&mut tx, &rows).await?;
+        } else {
+            for chunk in candles.chunks(ROWS_PER_INSERT) {
+                let column = |f: fn(&Candle) -> f64| chunk.iter().map(f).collect::<Vec<f64>>();
+                let open_times: Vec<i64> = chunk.iter().map(|c| c.open_time).collect();
+                written += sqlx::query(
+                    "INSERT INTO candles
+                     (symbol, period, open_time, open, high, low, close, volume, source, updated_at)
+                     SELECT $1, $2, t.open_time, t.open, t.high, t.low, t.close, t.volume, $3, $4
+                     FROM UNNEST($5::bigint[], $6::float8[], $7::float8[], $8::float8[],
+                                 $9::float8[], $10::float8[])
+                          AS t(open_time, open, high, low, close, volume)
+                     ON CONFLICT (symbol, period, open_time) DO UPDATE SET
+                         open = excluded.open, high = excluded.high, low = excluded.low,
+                         close = excluded.close, volume = excluded.volume,
+                         source = excluded.source, updated_at = excluded.updated_at",
+                )
+                .bind(symbol)
+                .bind(interval.as_str())
+                .bind(source)
+                .bind(updated_at)
+                .bind(open_times)
+                .bind(column(|c| c.open))
+                .bind(column(|c| c.high))
+                .bind(column(|c| c.low))
+                .bind(column(|c| c.close))
+                .bind(column(|c| c.volume))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
         }
         sqlx::query(
             "INSERT INTO series (symbol, period, first_open_time, last_open_time,
