@@ -27,6 +27,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     /// The certificates of an HTTPS app.
     pub tls: Option<Arc<marketd::tls::Certificates>>,
+    /// `http://host:port` of the metrics address, when it has one of its own.
+    pub metrics_base: Option<String>,
     _db: TestDb,
     running: Option<Running>,
 }
@@ -52,6 +54,7 @@ impl TestApp {
 pub fn config(url: &str) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
         database_url: url.to_owned(),
         demo: false,
         shutdown_timeout: Duration::from_secs(5),
@@ -144,6 +147,7 @@ pub async fn spawn_app_on(db: TestDb, adjust: impl FnOnce(&str) -> Config) -> Op
     };
     Some(TestApp {
         tls: running.tls.clone(),
+        metrics_base: running.metrics_addr.map(|at| format!("http://{at}")),
         base: format!("{scheme}://{}", running.addr),
         client: bearer_client(&admin_key),
         anon: reqwest::Client::new(),

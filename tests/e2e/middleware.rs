@@ -438,3 +438,36 @@ async fn every_response_carries_security_headers() {
     assert_security_headers(&style, &policy);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_have_an_address_of_their_own() {
+    let app = app_with(|c| c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let metrics_base = app.metrics_base.clone().unwrap();
+    let prices = app.get("/v1/prices?symbols=BTC").await;
+    assert_eq!(prices.status(), 200);
+
+    let public = app.anon.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    assert_eq!(public.headers()["content-type"], "application/problem+json");
+
+    let scraped = app
+        .anon
+        .get(format!("{metrics_base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.unwrap();
+    assert!(
+        text.contains("route=\"/v1/prices\""),
+        "the API's requests are counted: {text}"
+    );
+    let elsewhere = app
+        .anon
+        .get(format!("{metrics_base}/v1/prices?symbols=BTC"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404, "only /metrics is served there");
+    app.stop().await;
+}

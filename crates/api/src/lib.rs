@@ -103,6 +103,19 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
         .into_response_with(None)
 }
 
+/// `/metrics` alone, for an address of its own that the public never reaches; anything
+/// else there is a 404.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(routes::metrics::metrics_only),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+        .layer(from_fn(middleware::problem::problem_details))
+}
+
 /// The complete application: routes, docs and the middleware stack.
 pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
     let (router, _) = api_router().split_for_parts();

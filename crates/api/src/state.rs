@@ -37,6 +37,9 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// What this process ingests, for metrics and readiness.
     pub ingest: Arc<IngestView>,
+    /// `/metrics` has an address of its own ([`crate::metrics_app`]); the API's
+    /// address answers 404 for it.
+    pub metrics_elsewhere: bool,
 }
 
 /// The exchange sources and series a process is configured to ingest.
@@ -71,6 +74,7 @@ impl AppState {
             price_hub: Arc::default(),
             streams: Arc::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            metrics_elsewhere: false,
         }
     }
 

@@ -205,6 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
     ServeOverrides {
         listen: inner.listen.or(outer.listen),
+        metrics_listen: inner.metrics_listen.or(outer.metrics_listen),
         demo: inner.demo || (outer.demo && !inner.no_demo),
         no_demo: inner.no_demo || (outer.no_demo && !inner.demo),
         shutdown_timeout_secs: inner.shutdown_timeout_secs.or(outer.shutdown_timeout_secs),

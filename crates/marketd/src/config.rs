@@ -19,6 +19,9 @@ use marketd_api::middleware::body_limit::{BodyLimit, DEFAULT_BODY_LIMIT};
 use marketd_api::middleware::timeout::Timeouts;
 use marketd_ingest::reconcile::ReconcileConfig;
 
+/// A second: a kept answer is dropped as soon as a write is announced, and this bounds
+/// how long one can trail a write nobody announced (another process's, on SQLite).
+pub const DEFAULT_RESPONSE_CACHE_MS: u64 = 1_000;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://marketd.db";
 
@@ -39,6 +42,8 @@ pub enum LogFormat {
 pub struct FileConfig {
     /// Address to serve HTTP on.
     pub listen: Option<String>,
+    /// A separate address for `/metrics`, which the main address then no longer serves.
+    pub metrics_listen: Option<String>,
     /// `sqlite://PATH` or `postgres://USER@HOST/DB`.
     pub database_url: Option<String>,
     /// Seed and animate simulated demo data.
@@ -138,6 +143,9 @@ pub struct ServeOverrides {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "MARKETD_LISTEN")]
     pub listen: Option<String>,
+    /// Serve /metrics on this address only, e.g. 127.0.0.1:9090 [default: on the main address]
+    #[arg(long, env = "MARKETD_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Seed and animate simulated demo data [default: on for SQLite, off for Postgres]
     #[arg(long, overrides_with = "no_demo")]
     pub demo: bool,
@@ -159,7 +167,7 @@ pub struct ServeOverrides {
     /// Failed authentications one client address may make per minute before 429s [default: 10]
     #[arg(long, env = "MARKETD_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<u32>,
-    /// Milliseconds GET answers of the data routes are kept in memory, up to 60000 [default: 0, none]
+    /// Milliseconds GET answers of the data routes are kept in memory, up to 60000; 0 keeps none [default: 1000]
     #[arg(long, env = "MARKETD_RESPONSE_CACHE_MS")]
     pub response_cache_ms: Option<u64>,
     /// Seconds a source's latest price counts towards the reconciled price [default: 120]
@@ -204,6 +212,8 @@ pub struct ServeOverrides {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served instead of `listen`, when set.
+    pub metrics_listen: Option<SocketAddr>,
     pub database_url: String,
     pub demo: bool,
     pub shutdown_timeout: Duration,
@@ -245,6 +255,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
+    #[error("metrics_listen: {0:?} is not an address such as 127.0.0.1:9090, apart from listen")]
+    MetricsListen(String),
     #[error("listen: {0:?} is not an address such as 127.0.0.1:8080")]
     Listen(String),
     #[error("database_url: must start with sqlite:// or postgres://, got {0:?}")]
@@ -312,6 +324,16 @@ impl Config {
         let listen = listen_raw
             .parse()
             .map_err(|_| ConfigError::Listen(listen_raw.clone()))?;
+        let metrics_listen = match serve.metrics_listen.clone().or(file.metrics_listen) {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::MetricsListen(raw.clone()))?,
+            ),
+        };
+        if metrics_listen == Some(listen) {
+            return Err(ConfigError::MetricsListen(listen_raw));
+        }
         let database_url = common
             .database_url
             .clone()
@@ -448,7 +470,7 @@ impl Config {
         let response_cache_ms = serve
             .response_cache_ms
             .or(file.response_cache_ms)
-            .unwrap_or(0);
+            .unwrap_or(DEFAULT_RESPONSE_CACHE_MS);
         if response_cache_ms > 60_000 {
             return Err(ConfigError::ResponseCache);
         }
@@ -476,6 +498,7 @@ impl Config {
             trusted_proxies,
             security_webhook,
             listen,
+            metrics_listen,
             database_url,
             demo,
             shutdown_timeout: Duration::from_secs(shutdown_secs),
@@ -490,8 +513,10 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\n",
+            "listen = \"{}\"\nmetrics_listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\n",
             self.listen,
+            self.metrics_listen
+                .map_or_else(|| "same as listen".into(), |a| a.to_string()),
             mask_url(&self.database_url),
             self.demo,
             self.shutdown_timeout.as_secs(),
@@ -908,6 +933,28 @@ mod tests {
         };
         let err = Config::load(&Overrides::default(), &bad).unwrap_err();
         assert!(err.to_string().starts_with("listen:"));
+        for metrics in ["nowhere", "127.0.0.1:8080"] {
+            let bad = ServeOverrides {
+                metrics_listen: Some(metrics.into()),
+                ..ServeOverrides::default()
+            };
+            let err = Config::load(&Overrides::default(), &bad).unwrap_err();
+            assert!(err.to_string().starts_with("metrics_listen:"), "{err}");
+        }
+        let apart = ServeOverrides {
+            metrics_listen: Some("127.0.0.1:9090".into()),
+            ..ServeOverrides::default()
+        };
+        let config = Config::load(&Overrides::default(), &apart).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert!(
+            config
+                .describe()
+                .contains("metrics_listen = \"127.0.0.1:9090\"\n")
+        );
         let common = Overrides {
             database_url: Some("mysql://x".into()),
             ..Overrides::default()

@@ -56,6 +56,8 @@ pub struct Running {
     pub auth: Arc<Auth>,
     /// The certificates served with when HTTPS is on, so they can be reloaded.
     pub tls: Option<Arc<Certificates>>,
+    /// Where `/metrics` is served, when it has an address of its own.
+    pub metrics_addr: Option<SocketAddr>,
     pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -109,6 +111,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the metrics address {at}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let pepper = crate::pepper::load(config.key_pepper.as_ref(), &config.database_url)?;
     let mut auth_config = AuthConfig::new(pepper);
     auth_config.trusted_proxies = config.trusted_proxies.clone();
@@ -124,6 +138,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let mut state = AppState::new(Arc::clone(&store), Arc::clone(&auth));
     state.ingest = Arc::new(crate::ingest::view(&ingest_jobs));
     state.shutdown = shutdown.clone();
+    state.metrics_elsewhere = metrics_listener.is_some();
     state.response_cache = Arc::new(ResponseCache::new(
         config.response_cache,
         marketd_api::middleware::response_cache::DEFAULT_CACHE_BYTES,
@@ -158,6 +173,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config.prices,
         &shutdown,
     ));
+    if let Some(listener) = metrics_listener {
+        let metrics = marketd_api::metrics_app(state.clone());
+        let (limits, token, grace) = (
+            config.connections,
+            shutdown.clone(),
+            config.shutdown_timeout,
+        );
+        // Plain HTTP: the address is meant for a scraper on a private network.
+        background.push(tokio::spawn(async move {
+            crate::http::serve(listener, metrics, limits, None, token, grace).await;
+        }));
+    }
     let app = marketd_api::app(state, &config.http);
     let grace = config.shutdown_timeout;
     let limits = config.connections;
@@ -176,6 +203,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         shutdown,
         auth,
         tls,
+        metrics_addr,
         handle,
     })
 }
@@ -214,6 +242,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         database = %mask_url(&config.database_url),
         "marketd listening"
     );
+    if let Some(at) = running.metrics_addr {
+        tracing::info!(metrics = %format!("http://{at}/metrics"), "metrics listening");
+    }
     termination().await;
     tracing::info!("shutting down");
     running.shutdown.cancel();

@@ -1,7 +1,11 @@
 //! Large candle writes (imports, long backfills), which Postgres streams with COPY: they
 //! must store exactly what the row-by-row path stores, on both backends.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

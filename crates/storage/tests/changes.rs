@@ -1,7 +1,11 @@
 //! Announcements of written candles and prices, on both backends, and on Postgres across
 //! processes sharing the database.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test fails by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,18 +6,18 @@
 //! Every answer of these routes gets a strong `ETag` (a hash of its bytes), and a
 //! matching `If-None-Match` gets 304, which saves the transfer.
 //!
-//! Keeping answers in memory is off by default. Entries are dropped when stored data
-//! changes: at once when the write is announced (on Postgres every process's writes, via
-//! NOTIFY; on SQLite this process's own), otherwise when a poller notices it (the signal
-//! engine within a second, the price hub within half a second). An answer computed while
-//! a clear happened is served but not kept. A kept answer may still trail a write by the
-//! announcement's delay, or by a poll for another process's write to a SQLite file: a
-//! staleness the operator chooses to accept by setting a lifetime. With a lifetime set,
-//! entries are keyed by path and normalised query (parameters sorted by name), live that
-//! long, and are bounded by total body size; concurrent misses for one key are computed
-//! once, the others waiting for it. `Cache-Control: private, max-age=N` and `Age` then
-//! say how fresh an answer is; without it, `private, no-cache` asks clients to
-//! revalidate.
+//! Answers are kept for a lifetime the operator sets (`marketd serve` keeps them a
+//! second unless told otherwise; [`ResponseCache::default`] keeps none). Entries are
+//! dropped when stored data changes: at once when the write is announced (on Postgres
+//! every process's writes, via NOTIFY; on SQLite this process's own), otherwise when a
+//! poller notices it (the signal engine within a second, the price hub within half a
+//! second). An answer computed while a clear happened is served but not kept. A kept
+//! answer may still trail a write by the announcement's delay, or, for another
+//! process's write to a SQLite file, by up to the lifetime. Entries are keyed by path
+//! and normalised query (parameters sorted by name) and bounded by total body size;
+//! concurrent misses for one key are computed once, the others waiting for it.
+//! `Cache-Control: private, max-age=N` and `Age` then say how fresh an answer is;
+//! without a lifetime, `private, no-cache` asks clients to revalidate.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

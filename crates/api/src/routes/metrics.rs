@@ -17,11 +17,27 @@ use crate::state::AppState;
 /// authentication failures and rate-limit rejections; database pool connections; per
 /// exchange source: requests by outcome, retries, calls refused by an open circuit, rows
 /// accepted and rejected, last latency and circuit state; ingest lag per configured
-/// series. Text exposition format 0.0.4. No API key needed.
+/// series. Text exposition format 0.0.4. No API key needed. When the operator gives
+/// metrics an address of their own (`MARKETD_METRICS_LISTEN`), they are served there
+/// and this address answers 404.
 #[utoipa::path(get, path = "/metrics", tag = "ops", operation_id = "metrics_get",
     responses((status = 200, description = "Metrics in the Prometheus text format",
-        body = String, content_type = "text/plain; version=0.0.4")))]
+        body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "Metrics are served on a separate address",
+        body = crate::Problem, content_type = "application/problem+json")))]
 pub async fn metrics_get(State(state): State<AppState>) -> Response {
+    if state.metrics_elsewhere {
+        return crate::ApiError::NotFound.into_response();
+    }
+    render(&state).await
+}
+
+/// `/metrics` on its own address: the same text.
+pub async fn metrics_only(State(state): State<AppState>) -> Response {
+    render(&state).await
+}
+
+async fn render(state: &AppState) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     state.metrics.render(&mut out);
     let pool = state.store.pool_stats();
@@ -68,8 +84,8 @@ pub async fn metrics_get(State(state): State<AppState>) -> Response {
         "Bytes of keys and bodies the response cache holds.",
         cache.weighted_size(),
     );
-    render_sources(&state, &mut out);
-    render_lag(&state, &mut out).await;
+    render_sources(state, &mut out);
+    render_lag(state, &mut out).await;
     (
         [(
             header::CONTENT_TYPE,
