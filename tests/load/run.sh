@@ -20,7 +20,13 @@
 #   AUTH_OVERHEAD set to also measure SQLite with a build lacking the auth and rate-limit
 #                 layers (backend "sqlite-noauth"), for the cost of authentication
 #   NGINX         set to 0 to skip the nginx ceiling
+#   CACHE_MS      response-cache lifetime of the third start (the *_cached scenarios),
+#                 default 1000
+#   STREAMS       live price streams held in the last scenario, default 1000
+#   STREAM_SECONDS how long they are held, default 15
 set -euo pipefail
+# A thousand streams need a thousand sockets on each side, beyond the usual 1024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -35,6 +41,9 @@ CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 WARMUP="${WARMUP:-3s}"
 CARGO_JOBS="${CARGO_JOBS:-1}"
+CACHE_MS="${CACHE_MS:-1000}"
+STREAMS="${STREAMS:-1000}"
+STREAM_SECONDS="${STREAM_SECONDS:-15}"
 STARTUP_TIMEOUT_S=300   # a fresh database is seeded before the listener opens
 STOP_TIMEOUT_S=15
 
@@ -245,6 +254,47 @@ CONF
   [[ "$code" == 200 ]] && cmp -s "$dir/check.json" "$file" || die "nginx check: HTTP $code or different bytes"
 }
 
+current_rss_mib() {
+  awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# attach_rss NAME: the server's peak RSS so far, on this backend's rows that lack one.
+attach_rss() {
+  local name="$1" rss i
+  rss="$(peak_rss_mib "$SERVER_PID")"
+  for i in "${!ROWS[@]}"; do
+    if [[ "${ROWS[$i]}" == "$name|"* && "${ROWS[$i]}" != *"|rss="* ]]; then
+      ROWS[$i]="${ROWS[$i]}|rss=$rss"
+    fi
+  done
+}
+
+# run_streams NAME PORT URL: holds STREAMS price streams open for STREAM_SECONDS (five
+# per key, marketd's cap, so STREAMS/5 keys), sampling the server's RSS while they are.
+run_streams() {
+  local name="$1" port="$2" url="$3" keys="$TMP/stream-keys-$1.txt" i
+  : >"$keys"
+  log "$name: creating $(( (STREAMS + 4) / 5 )) keys for $STREAMS streams"
+  for (( i = 0; i < (STREAMS + 4) / 5; i++ )); do
+    "$BIN" keys create --database-url "$url" --name "stream-$i" --scopes prices:read \
+      2>/dev/null >>"$keys" || die "$name: could not create a stream key"
+  done
+  local before rss_max=0 rss out="$RAW_DIR/sse-$name.json"
+  before="$(current_rss_mib "$SERVER_PID")"
+  log "$name: holding $STREAMS streams for ${STREAM_SECONDS}s"
+  python3 "$ROOT/tests/load/sse_streams.py" --port "$port" --keys-file "$keys" \
+    --streams "$STREAMS" --seconds "$STREAM_SECONDS" >"$out" &
+  local client=$!
+  while kill -0 "$client" 2>/dev/null; do
+    rss="$(current_rss_mib "$SERVER_PID")"
+    rss_max="$(python3 -c "print(max($rss_max, $rss))")"
+    sleep 0.5
+  done
+  wait "$client" || die "$name: the stream client failed"
+  log "$name: streams -> $(cat "$out")"
+  NOTES+=("$name: $STREAMS SSE streams for ${STREAM_SECONDS}s: $(cat "$out"); server RSS ${before} MiB before, at most ${rss_max} MiB while held")
+}
+
 # ---------------------------------------------------------------------------- backends
 
 # Every /v1 route needs a key; Postgres needs a pepper to hash it.
@@ -292,19 +342,26 @@ run_backend() {
     log "$name: $scenario -> $r"
   done
 
-  local rss
-  rss="$(peak_rss_mib "$SERVER_PID")"
-  # Attach the peak RSS (one process served both scenarios) to this backend's rows.
-  local i
-  for i in "${!ROWS[@]}"; do
-    if [[ "${ROWS[$i]}" == "$name|"* && "${ROWS[$i]}" != *"|rss="* ]]; then
-      ROWS[$i]="${ROWS[$i]}|rss=$rss"
-    fi
-  done
-
+  attach_rss "$name"
   stop_server "$name"
   log "$name: stopped in ${STOP_MS} ms (exit $STOP_RC)"
   NOTES+=("$name second run: SIGTERM -> exit in ${STOP_MS} ms, exit code $STOP_RC")
+
+  # The response cache on: the cached scenarios, then many live streams.
+  log "$name: third start, with MARKETD_RESPONSE_CACHE_MS=$CACHE_MS"
+  MARKETD_RESPONSE_CACHE_MS="$CACHE_MS" start_server "$name-cached" "$port" "$url" "$@"
+  for scenario in prices_cached ohlcv500_cached; do
+    local path="$PRICES_PATH"
+    [[ "$scenario" == ohlcv500_cached ]] && path="$OHLCV_PATH"
+    log "$name: $scenario (warm-up $WARMUP, then $DURATION at $CONNECTIONS connections)"
+    r="$(bench "$name-$scenario" "http://127.0.0.1:$port$path")"
+    ROWS+=("$name|$scenario|$first|$STARTUP_MS|$r")
+    log "$name: $scenario -> $r"
+  done
+  attach_rss "$name"
+  run_streams "$name" "$port" "$url"
+  stop_server "$name-cached"
+  NOTES+=("$name third run: SIGTERM -> exit in ${STOP_MS} ms, exit code $STOP_RC")
 
   local logs=("$RAW_DIR/server-$name-first.log" "$RAW_DIR/server-$name.log") errors warns
   errors="$(cat "${logs[@]}" | grep -ci '"level":"error"' || true)"
@@ -362,7 +419,8 @@ fi
   echo "- nginx: the prices answer's bytes as a static file from nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on the same machine, the ceiling for an HTTP GET here"
   echo "- ohlcv500: GET $OHLCV_PATH (checked: 500 candles)"
   echo "- startup: process start to first 200 on /healthz (curl every 10 ms); first = fresh database incl. demo seeding, second = existing database"
-  echo "- peak RSS: VmHWM of the server process after both scenarios"
+  echo "- *_cached: the same requests to a server started with MARKETD_RESPONSE_CACHE_MS=$CACHE_MS (kept answers, dropped when data changes)"
+  echo "- peak RSS: VmHWM of the server process after its scenarios (the third start is its own process)"
   echo
   echo "| backend | scenario | startup first (ms) | startup second (ms) | req/s | ÷ nginx | p50 | p99 | non-2xx | socket errors | peak RSS (MiB) |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
