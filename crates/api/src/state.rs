@@ -20,8 +20,35 @@ pub fn system_clock() -> i64 {
 }
 
 /// What handlers need: the store, the key machinery and a clock.
-#[derive(Clone)]
-pub struct AppState {
+///
+/// Behind one `Arc`: every request clones the state several times (each layer with
+/// state, then the handler), and one shared count is far cheaper than one per field,
+/// all of them bounced between the cores serving requests.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, auth: Arc<Auth>) -> Self {
+        Self::from(Shared::new(store, auth))
+    }
+}
+
+impl From<Shared> for AppState {
+    fn from(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The state itself; built and adjusted as a `Shared`, then frozen into an [`AppState`].
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Auth>,
     /// Wakes backtest workers when a job is queued.
@@ -58,7 +85,7 @@ impl std::fmt::Debug for IngestView {
     }
 }
 
-impl AppState {
+impl Shared {
     pub fn new(store: Arc<dyn Store>, auth: Arc<Auth>) -> Self {
         Self {
             store,
@@ -83,7 +110,7 @@ impl AppState {
     }
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("backend", &self.store.backend())

@@ -135,7 +135,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     background.push(tokio::spawn(
         Arc::clone(&auth).maintain(marketd_api::state::system_clock, shutdown.clone()),
     ));
-    let mut state = AppState::new(Arc::clone(&store), Arc::clone(&auth));
+    let mut state = marketd_api::state::Shared::new(Arc::clone(&store), Arc::clone(&auth));
     state.ingest = Arc::new(crate::ingest::view(&ingest_jobs));
     state.shutdown = shutdown.clone();
     state.metrics_elsewhere = metrics_listener.is_some();
@@ -143,6 +143,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config.response_cache,
         marketd_api::middleware::response_cache::DEFAULT_CACHE_BYTES,
     ));
+    let state = AppState::from(state);
     background
         .push(Arc::clone(&state.response_cache).spawn_clearing(store.changes(), shutdown.clone()));
     background.push(Arc::clone(&state.price_hub).spawn(
