@@ -238,7 +238,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 /// Issues a key with `marketd keys create`; the key is the whole of standard output.
-fn create_key(db: &TestDb, scopes: &str) -> String {
+pub(crate) fn create_key(db: &TestDb, scopes: &str) -> String {
     let out = marketd(
         db,
         &["keys", "create", "--name", "cli test", "--scopes", scopes],
@@ -266,9 +266,9 @@ fn create_key(db: &TestDb, scopes: &str) -> String {
 }
 
 /// A server process, killed if the test ends without stopping it.
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Drop for Server {
@@ -279,6 +279,11 @@ impl Drop for Server {
 }
 
 fn serve(db: &TestDb) -> Server {
+    serve_with_env(&db.url, &[])
+}
+
+/// [`serve`] with extra environment variables.
+pub(crate) fn serve_with_env(db_url: &str, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -292,8 +297,9 @@ fn serve(db: &TestDb) -> Server {
             "--max-connections",
             "2",
         ])
-        .env("MARKETD_DATABASE_URL", &db.url)
+        .env("MARKETD_DATABASE_URL", db_url)
         .env("MARKETD_LOG_FORMAT", "json")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -70,6 +70,7 @@ pub fn config(url: &str) -> Config {
         http: Default::default(),
         connections: Default::default(),
         tls: None,
+        traces: Default::default(),
     }
 }
 

@@ -14,6 +14,7 @@ mod helpers;
 mod indicators;
 mod middleware;
 mod openapi;
+mod otel;
 mod replicas;
 mod secrets;
 mod signals;

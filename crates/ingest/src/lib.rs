@@ -17,3 +17,7 @@ pub mod schedule;
 pub mod simulated;
 pub mod source;
 pub mod ticks;
+
+/// Where the ingest's trace spans are made (polls, upstream calls), for a filter that
+/// enables them for trace export.
+pub const SPAN_TARGETS: [&str; 2] = [resilience::SPAN_TARGET, schedule::SPAN_TARGET];

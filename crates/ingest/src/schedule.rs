@@ -10,6 +10,9 @@
 //! been stored while its bucket was open, and the upsert replaces it with the newer value
 //! until the bucket closes. A failed poll is logged and the next one starts from wherever
 //! the store got to, so an outage costs nothing but the wait.
+//!
+//! Each poll runs in a DEBUG span (`ingest candles`, `ingest prices`), so that an exported
+//! trace shows a poll with its upstream calls beneath it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,10 +22,13 @@ use marketd_domain::Interval;
 use marketd_storage::{Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::backfill::{BackfillCause, backfill};
 use crate::reconcile::{PriceBoard, Quote, ReconcileConfig};
 use crate::source::{Source, SourceError, now_ms};
+
+pub(crate) const SPAN_TARGET: &str = module_path!();
 
 /// One series to keep up to date.
 #[derive(Clone)]
@@ -140,9 +146,15 @@ async fn poll_candles(store: Arc<dyn Store>, job: IngestJob, shutdown: Cancellat
     loop {
         // A poll in flight is dropped at shutdown: each page is stored in one transaction,
         // so the worst case is a page the next start fetches again.
+        let span = tracing::debug_span!(
+            "ingest_poll",
+            otel.name = "ingest candles",
+            symbol,
+            interval
+        );
         let polled = tokio::select! {
             () = shutdown.cancelled() => return,
-            polled = poll_once(store.as_ref(), &job) => polled,
+            polled = poll_once(store.as_ref(), &job).instrument(span) => polled,
         };
         match polled {
             Ok((source, written)) => {
@@ -236,9 +248,10 @@ async fn poll_prices(
 ) {
     let source = group.source.name();
     loop {
+        let span = tracing::debug_span!("ingest_prices", otel.name = "ingest prices", source);
         let fetched = tokio::select! {
             () = shutdown.cancelled() => return,
-            fetched = group.source.latest_prices(&group.symbols) => fetched,
+            fetched = group.source.latest_prices(&group.symbols).instrument(span) => fetched,
         };
         match fetched {
             // Candles are the point; a source without a ticker simply has no price task.

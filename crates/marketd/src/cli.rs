@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use marketd_domain::{Interval, Symbol};
 
-use crate::config::{Config, LogFormat, Overrides, ServeOverrides};
+use crate::config::{Config, Overrides, ServeOverrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,23 +82,10 @@ pub(crate) fn parse_interval(raw: &str) -> Result<Interval, String> {
         .map_err(|e: marketd_domain::interval::UnknownInterval| e.to_string())
 }
 
-fn init_tracing(format: LogFormat) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
+/// Starts logging (and trace export when the `OTEL_*` variables ask for it); the value
+/// flushes the last spans when dropped, so a command keeps it until it is done.
+fn init_tracing(config: &Config) -> anyhow::Result<crate::telemetry::Telemetry> {
+    crate::telemetry::init(config.log_format, &config.traces)
 }
 
 /// Runs the command line; the process exit code says whether it succeeded.
@@ -129,7 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(own)) => serve_with(&common, &merge(serve, own)).await,
         Some(Command::Migrate) => {
             let config = Config::load(&common, &serve)?;
-            init_tracing(config.log_format);
+            let _telemetry = init_tracing(&config)?;
             let store = crate::server::open_store(&config).await?;
             store.close().await;
             writeln!(std::io::stderr(), "migrations applied")?;
@@ -165,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Backfill(args)) => {
             let config = Config::load(&common, &serve)?;
-            init_tracing(config.log_format);
+            let _telemetry = init_tracing(&config)?;
             let store = crate::server::open_store(&config).await?;
             let result = crate::backfill::run(store.as_ref(), &args).await;
             store.close().await;
@@ -173,12 +160,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Ingest) => {
             let config = Config::load(&common, &serve)?;
-            init_tracing(config.log_format);
+            let _telemetry = init_tracing(&config)?;
             crate::ingest::run(config).await
         }
         Some(Command::Keys { command }) => {
             let config = Config::load(&common, &serve)?;
-            init_tracing(config.log_format);
+            let _telemetry = init_tracing(&config)?;
             let pepper = crate::pepper::load(config.key_pepper.as_ref(), &config.database_url)?;
             let store = crate::server::open_store(&config).await?;
             let keyring = marketd_api::auth::Keyring::new(std::sync::Arc::clone(&store), pepper);
@@ -235,7 +222,7 @@ fn merge(outer: ServeOverrides, inner: ServeOverrides) -> ServeOverrides {
 
 async fn serve_with(common: &Overrides, serve: &ServeOverrides) -> anyhow::Result<()> {
     let config = Config::load(common, serve)?;
-    init_tracing(config.log_format);
+    let _telemetry = init_tracing(&config)?;
     crate::server::serve(config).await
 }
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backfill::SourceName;
 use crate::http::{ConnectionLimits, MIN_HEADER_BYTES};
+use crate::telemetry::Traces;
 use crate::tls::TlsFiles;
 use marketd_api::middleware::Settings;
 use marketd_api::middleware::body_limit::{BodyLimit, DEFAULT_BODY_LIMIT};
@@ -237,6 +238,9 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Serve HTTPS with these; plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// OpenTelemetry trace export, from the standard `OTEL_*` variables only: they are
+    /// what collectors, sidecars and operators already set.
+    pub traces: Traces,
 }
 
 /// The environment variable holding the webhook signing secret (`whsec_…`); never a
@@ -291,6 +295,8 @@ pub enum ConfigError {
     PriceFresh,
     #[error("price_divergence_pct: must be a number above 0 and at most 100")]
     PriceDivergence,
+    #[error("{0}")]
+    Traces(String),
     #[error("ingest[{index}].{key}: {message}")]
     Ingest {
         index: usize,
@@ -482,7 +488,9 @@ impl Config {
             (None, None) => None,
             _ => return Err(ConfigError::TlsPair),
         };
+        let traces = Traces::from_env().map_err(ConfigError::Traces)?;
         Ok(Self {
+            traces,
             response_cache: Duration::from_millis(response_cache_ms),
             tls,
             http: Settings {
@@ -513,7 +521,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\nmetrics_listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\n",
+            "listen = \"{}\"\nmetrics_listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\notel_traces_endpoint = \"{}\"\n",
             self.listen,
             self.metrics_listen
                 .map_or_else(|| "same as listen".into(), |a| a.to_string()),
@@ -561,6 +569,10 @@ impl Config {
             self.prices.fresh_for.as_secs(),
             self.prices.max_divergence * 100.0,
             self.response_cache.as_millis(),
+            self.traces
+                .endpoint
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), mask_url),
         )
     }
 }

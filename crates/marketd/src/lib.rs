@@ -10,4 +10,5 @@ pub mod ingest;
 pub mod keys;
 pub mod pepper;
 pub mod server;
+pub mod telemetry;
 pub mod tls;

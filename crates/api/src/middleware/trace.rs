@@ -7,18 +7,29 @@
 //! The span and the per-request line are at DEBUG: at the default INFO level a request
 //! creates no span and writes no log line, which keeps tracing off the hot path (an INFO
 //! span cost the prices route about a tenth of its throughput in the load script). Run
-//! with `RUST_LOG=info,marketd_api=debug` to see them.
+//! with `RUST_LOG=info,marketd_api=debug` to see them. Trace export enables them for the
+//! OpenTelemetry layer alone (see [`SPAN_TARGET`]).
+//!
+//! A W3C `traceparent` (and `tracestate`) on the request makes the span a child of the
+//! caller's span, so the request joins the caller's trace. A malformed header is ignored:
+//! the span starts a trace of its own, and the request is served as usual.
 
 use std::time::Duration;
 
 use axum::extract::MatchedPath;
 use axum::http::{Request, Response};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_http::HeaderExtractor;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::trace::{DefaultOnRequest, MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::request_id::RequestId;
+
+/// Where request spans are made, for a filter that enables them for trace export.
+pub const SPAN_TARGET: &str = module_path!();
 
 /// The trace layer marketd uses.
 pub type Trace =
@@ -44,16 +55,35 @@ impl<B> MakeSpan<B> for RequestSpan {
             .extensions()
             .get::<RequestId>()
             .map_or("", RequestId::as_str);
-        tracing::debug_span!(
+        let span = tracing::debug_span!(
             "request",
             otel.name = %format_args!("{} {route}", request.method()),
+            otel.kind = "server",
             method = %request.method(),
             route,
             request_id,
             key_id = Empty,
             status = Empty,
             latency_ms = Empty,
-        )
+        );
+        // A disabled span (the default, with no trace export) costs no header parsing.
+        if !span.is_disabled() {
+            adopt_remote_parent(&span, request.headers());
+        }
+        span
+    }
+}
+
+/// Makes `span` a child of the caller's span named by `headers`. With export off the
+/// global propagator reads nothing, and without a valid `traceparent` the span keeps the
+/// parent it has, so the result never depends on what a client sent.
+fn adopt_remote_parent(span: &Span, headers: &axum::http::HeaderMap) {
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    });
+    if parent.span().span_context().is_remote() {
+        // Fails only when no OpenTelemetry layer is installed, which leaves nothing to do.
+        let _ = span.set_parent(parent);
     }
 }
 
@@ -141,5 +171,46 @@ mod tests {
             !logs.contains("SECRETSYMBOL") && !logs.contains("cursor"),
             "{logs}"
         );
+    }
+
+    /// The OpenTelemetry trace id `make_span` gives a request with these headers.
+    fn trace_id_of(headers: &[(&str, &str)]) -> String {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let mut request = Request::get("/v1/prices");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let span = RequestSpan.make_span(&request.body(Body::empty()).unwrap());
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        assert!(span_context.is_valid());
+        span_context.trace_id().to_string()
+    }
+
+    #[test]
+    fn a_traceparent_puts_the_request_in_the_callers_trace_and_a_bad_one_is_ignored() {
+        const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let joined = trace_id_of(&[
+            ("traceparent", &format!("00-{TRACE}-00f067aa0ba902b7-01")),
+            ("tracestate", "vendor=value"),
+        ]);
+        assert_eq!(joined, TRACE);
+        for bad in [
+            format!("00-{TRACE}-00f067aa0ba902b7"),
+            format!("00-{TRACE}-0000000000000000-01"),
+            "not a traceparent".to_owned(),
+        ] {
+            assert_ne!(trace_id_of(&[("traceparent", &bad)]), TRACE, "{bad}");
+        }
+        assert_ne!(trace_id_of(&[]), TRACE);
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! One [`Upstream`] per source, so a misbehaving exchange is paused, retried and cut off
 //! on its own while the others carry on.
+//!
+//! Each attempt runs in a client span named by source and route (`GET binance
+//! /api/v3/klines`), a child of whatever asked (an ingest poll), and carries that span's
+//! W3C `traceparent` so the exchange's side of the call can join the trace. The span is
+//! at DEBUG: with trace export off it is disabled and no header is added.
 
 mod backoff;
 mod breaker;
@@ -16,6 +21,9 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
+use tracing::Instrument as _;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 pub use backoff::RetryPolicy;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Permit};
@@ -24,6 +32,8 @@ pub use throttle::{RateLimit, WeightLimit};
 
 use crate::source::SourceError;
 use throttle::Throttle;
+
+pub(crate) const SPAN_TARGET: &str = module_path!();
 
 /// Binance answers 418 to clients that kept going after a 429: a ban, not a hint.
 const IM_A_TEAPOT: u16 = 418;
@@ -81,6 +91,9 @@ impl UpstreamConfig {
 #[derive(Debug, Clone)]
 pub struct Call<'a> {
     pub path: &'a [&'a str],
+    /// The path with its variable segments as `{name}`, for span names: a symbol in a
+    /// span name would make one operation look like many.
+    pub route: &'static str,
     pub query: Vec<(&'static str, String)>,
     pub cost: u32,
 }
@@ -189,7 +202,24 @@ impl Upstream {
                 }
             };
             let started = Instant::now();
-            let result = self.attempt(&url, &parse).await;
+            let span = tracing::debug_span!(
+                "upstream",
+                otel.name = %format_args!("GET {} {}", self.name, call.route),
+                otel.kind = "client",
+                otel.status_code = Empty,
+                source = self.name,
+                http.request.method = "GET",
+                server.address = self.base.host_str().unwrap_or_default(),
+                http.response.status_code = Empty,
+                attempt,
+            );
+            let result = self
+                .attempt(&url, &parse, &span)
+                .instrument(span.clone())
+                .await;
+            if result.is_err() {
+                span.record("otel.status_code", "error");
+            }
             self.lock_stats().record(&result, started.elapsed());
             match health(&result) {
                 Health::Good => {
@@ -237,13 +267,16 @@ impl Upstream {
         &self,
         url: &Url,
         parse: &impl Fn(&[u8]) -> Result<T, SourceError>,
+        span: &tracing::Span,
     ) -> Result<T, SourceError> {
         let response = self
             .client
             .get(url.clone())
+            .headers(trace_context(span))
             .send()
             .await
             .map_err(|e| from_reqwest(&e))?;
+        span.record("http.response.status_code", response.status().as_u16());
         if let Some(pause) = self.throttle.observe(response.headers()) {
             tracing::info!(
                 source = self.name,
@@ -298,6 +331,22 @@ impl Upstream {
         // Counters stay meaningful after a panic elsewhere.
         self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The W3C trace context of `span`, as request headers; none while the span is disabled
+/// (trace export off) or no propagator is installed.
+fn trace_context(span: &tracing::Span) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if !span.is_disabled() {
+        let context = span.context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(
+                &context,
+                &mut opentelemetry_http::HeaderInjector(&mut headers),
+            );
+        });
+    }
+    headers
 }
 
 fn health<T>(result: &Result<T, SourceError>) -> Health {
@@ -410,6 +459,7 @@ mod tests {
         let url = upstream
             .url(&Call {
                 path: &["products", "BTC USD", "candles"],
+                route: "/products/{product}/candles",
                 query: vec![("granularity", "60".to_owned())],
                 cost: 1,
             })

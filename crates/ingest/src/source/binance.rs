@@ -87,6 +87,7 @@ impl Source for Binance {
         };
         let call = Call {
             path: &["api", "v3", "klines"],
+            route: "/api/v3/klines",
             query: vec![
                 ("symbol", pair.to_owned()),
                 ("interval", interval.as_str().to_owned()),
@@ -120,6 +121,7 @@ impl Source for Binance {
             .map_err(|e| SourceError::Config(format!("symbol list: {e}")))?;
         let call = Call {
             path: &["api", "v3", "ticker", "24hr"],
+            route: "/api/v3/ticker/24hr",
             query: vec![("symbols", list)],
             cost: Self::ticker_weight(pairs.len()),
         };

@@ -83,6 +83,7 @@ impl Source for Coinbase {
         let path = ["products", product, "candles"];
         let call = Call {
             path: &path,
+            route: "/products/{product}/candles",
             query: vec![
                 ("granularity", (fine.millis() / 1000).to_string()),
                 ("start", format_rfc3339_ms(window.start)),

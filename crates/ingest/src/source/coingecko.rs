@@ -65,6 +65,7 @@ impl Source for CoinGecko {
         }
         let call = Call {
             path: &["api", "v3", "simple", "price"],
+            route: "/api/v3/simple/price",
             query: vec![
                 ("ids", ids.join(",")),
                 ("vs_currencies", VS_CURRENCY.to_owned()),

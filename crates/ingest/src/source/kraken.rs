@@ -105,6 +105,7 @@ impl Source for Kraken {
         };
         let call = Call {
             path: &["0", "public", "OHLC"],
+            route: "/0/public/OHLC",
             query: vec![
                 ("pair", pair.to_owned()),
                 ("interval", (fine.millis() / 60_000).to_string()),

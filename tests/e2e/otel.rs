@@ -1,0 +1,394 @@
+//! OpenTelemetry: a real marketd process exporting over OTLP/HTTP to a receiver the test
+//! runs, with W3C `traceparent` read from requests and sent to upstream exchanges.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::response::IntoResponse as _;
+use marketd_testkit::TestDb;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message as _;
+
+use crate::cli::{BIN, Server, create_key, serve_with_env};
+
+/// Far beyond what export takes, for a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(30);
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+/// One span as the receiver got it, with the service that sent it.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    span: Span,
+}
+
+impl Received {
+    fn attribute(&self, key: &str) -> Option<String> {
+        text(&self.span.attributes, key)
+    }
+}
+
+fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
+    let value = attributes.iter().find(|kv| kv.key == key)?.value.as_ref()?;
+    match value.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// An OTLP/HTTP receiver on 127.0.0.1: decodes every export into spans it keeps.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Received>>>,
+    /// Export requests whose body did not decode.
+    bad: Arc<Mutex<usize>>,
+}
+
+impl Receiver {
+    async fn start() -> (String, Self) {
+        let receiver = Self::default();
+        let kept = receiver.clone();
+        let export = move |body: bytes::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                    *kept.bad.lock().unwrap() += 1;
+                    return axum::http::StatusCode::BAD_REQUEST.into_response();
+                };
+                let mut spans = kept.spans.lock().unwrap();
+                for resource_spans in request.resource_spans {
+                    let service = resource_spans
+                        .resource
+                        .as_ref()
+                        .and_then(|r| text(&r.attributes, "service.name"))
+                        .unwrap_or_default();
+                    for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+                        spans.push(Received {
+                            service: service.clone(),
+                            span,
+                        });
+                    }
+                }
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )
+                    .into_response()
+            }
+        };
+        let app = axum::Router::new().route("/v1/traces", axum::routing::post(export));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), receiver)
+    }
+
+    fn spans(&self) -> Vec<Received> {
+        assert_eq!(*self.bad.lock().unwrap(), 0, "an export did not decode");
+        self.spans.lock().unwrap().clone()
+    }
+
+    /// The first span `matches` accepts, waiting for it to be exported.
+    async fn wait_for(&self, what: &str, matches: impl Fn(&Received) -> bool) -> Received {
+        let began = Instant::now();
+        loop {
+            if let Some(found) = self.spans().into_iter().find(&matches) {
+                return found;
+            }
+            assert!(
+                began.elapsed() < DEADLINE,
+                "no span {what} arrived; got {:#?}",
+                self.spans()
+                    .iter()
+                    .map(|r| (&r.span.name, hex(&r.span.trace_id)))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts `marketd serve` exporting to `endpoint`, off the runtime as it blocks until the
+/// server listens.
+async fn serve_exporting(db: &TestDb, endpoint: &str, extra: &[(&str, &str)]) -> Server {
+    let db_url = db.url.clone();
+    let mut env: Vec<(String, String)> = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.into()),
+        // Short, so spans arrive while the test waits rather than after five seconds.
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "50".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        serve_with_env(&db_url, &env)
+    })
+    .await
+    .unwrap()
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+async fn terminate(child: &mut Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            began.elapsed() < DEADLINE,
+            "marketd did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_spans_join_the_callers_trace() {
+    let (endpoint, receiver) = Receiver::start().await;
+    let db = TestDb::sqlite();
+    let key = create_key(&db, "prices:read");
+    let server = serve_exporting(&db, &endpoint, &[]).await;
+    let client = crate::helpers::bearer_client(&key);
+    let url = format!("{}/v1/ohlcv/BTC?interval=1h", server.base);
+
+    let joined = client
+        .get(&url)
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    let status = joined.status().as_u16();
+    let request_id = joined.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let span = receiver
+        .wait_for("for the request with a traceparent", |r| {
+            r.attribute("request_id").as_deref() == Some(request_id.as_str())
+        })
+        .await;
+    assert_eq!(span.span.name, "GET /v1/ohlcv/{symbol}");
+    assert_eq!(hex(&span.span.trace_id), TRACE_ID);
+    assert_eq!(hex(&span.span.parent_span_id), PARENT_ID);
+    assert_eq!(span.span.kind, SpanKind::Server as i32);
+    assert_eq!(span.service, "marketd");
+    assert_eq!(
+        span.attribute("route").as_deref(),
+        Some("/v1/ohlcv/{symbol}")
+    );
+    assert_eq!(span.attribute("status"), Some(status.to_string()));
+
+    // A malformed traceparent is no error: the request is served and starts its own trace.
+    let alone = client
+        .get(&url)
+        .header("traceparent", format!("00-{TRACE_ID}-not-a-span-id-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alone.status().as_u16(), status);
+    let request_id = alone.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let span = receiver
+        .wait_for("for the request with a bad traceparent", |r| {
+            r.attribute("request_id").as_deref() == Some(request_id.as_str())
+        })
+        .await;
+    assert_eq!(span.span.name, "GET /v1/ohlcv/{symbol}");
+    assert_ne!(hex(&span.span.trace_id), TRACE_ID);
+    assert!(span.span.parent_span_id.is_empty());
+    drop(server);
+}
+
+/// The last spans are exported at shutdown, not lost with the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_spans_not_yet_exported() {
+    let (endpoint, receiver) = Receiver::start().await;
+    let db = TestDb::sqlite();
+    let mut server = serve_exporting(
+        &db,
+        &endpoint,
+        // Ten minutes: only the shutdown flush can deliver the span within the test.
+        &[("OTEL_BSP_SCHEDULE_DELAY", "600000")],
+    )
+    .await;
+    let answer = reqwest::Client::new()
+        .get(format!("{}/healthz", server.base))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    assert!(
+        receiver.spans().is_empty(),
+        "exported before the batch delay"
+    );
+
+    terminate(&mut server.child).await;
+    let span = receiver
+        .wait_for("for /healthz", |r| r.span.name == "GET /healthz")
+        .await;
+    assert_eq!(hex(&span.span.trace_id), TRACE_ID);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_sdk_disabled_exports_nothing() {
+    let (endpoint, receiver) = Receiver::start().await;
+    let db = TestDb::sqlite();
+    let mut server = serve_exporting(&db, &endpoint, &[("OTEL_SDK_DISABLED", "true")]).await;
+    let answer = reqwest::Client::new()
+        .get(format!("{}/healthz", server.base))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    // Whatever was pending would have been flushed by the time the process exits.
+    terminate(&mut server.child).await;
+    assert!(receiver.spans().is_empty(), "{:?}", receiver.spans());
+}
+
+/// A fake Binance that answers every klines request with no candles and keeps the
+/// `traceparent` each request carried.
+async fn fake_binance_keeping_traceparents() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&seen);
+    let klines = move |headers: axum::http::HeaderMap| {
+        let kept = Arc::clone(&kept);
+        async move {
+            if let Some(value) = headers.get("traceparent") {
+                kept.lock()
+                    .unwrap()
+                    .push(value.to_str().unwrap().to_owned());
+            }
+            axum::Json(Vec::<serde_json::Value>::new())
+        }
+    };
+    let app = axum::Router::new().route("/api/v3/klines", axum::routing::get(klines));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+/// Kills the process when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_calls_carry_the_client_spans_traceparent() {
+    let (endpoint, receiver) = Receiver::start().await;
+    let (upstream, seen) = fake_binance_keeping_traceparents().await;
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("marketd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[ingest]]\nsource = \"binance\"\nsymbols = [\"BTC\"]\nintervals = [\"1m\"]\ndepth = \"2h\"\npoll_secs = 1\nbase_url = \"{upstream}\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("marketd.log");
+    let _ingest = Killed(
+        Command::new(BIN)
+            .arg("ingest")
+            .arg("--config")
+            .arg(&config)
+            .env("MARKETD_DATABASE_URL", &db.url)
+            .env("MARKETD_LOG_FORMAT", "json")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    let began = Instant::now();
+    let header = loop {
+        if let Some(header) = seen.lock().unwrap().first().cloned() {
+            break header;
+        }
+        assert!(
+            began.elapsed() < DEADLINE,
+            "the upstream never got a traceparent; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let parts: Vec<&str> = header.split('-').collect();
+    let [version, trace_id, span_id, flags] = parts[..] else {
+        panic!("not a traceparent: {header}");
+    };
+    assert_eq!((version, flags), ("00", "01"), "{header}");
+
+    let call = receiver
+        .wait_for("for the upstream call", |r| hex(&r.span.span_id) == span_id)
+        .await;
+    assert_eq!(call.span.name, "GET binance /api/v3/klines");
+    assert_eq!(call.span.kind, SpanKind::Client as i32);
+    assert_eq!(hex(&call.span.trace_id), trace_id);
+    assert_eq!(
+        call.attribute("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(call.service, "marketd");
+    let parent = hex(&call.span.parent_span_id);
+    let poll = receiver
+        .wait_for("for the poll that made the call", |r| {
+            hex(&r.span.span_id) == parent
+        })
+        .await;
+    assert_eq!(poll.span.name, "ingest candles");
+    assert_eq!(hex(&poll.span.trace_id), trace_id);
+    assert_eq!(poll.attribute("symbol").as_deref(), Some("BTC"));
+}
+
+#[test]
+fn config_check_shows_the_traces_endpoint_and_refuses_a_bad_one() {
+    let check = |endpoint: &str| {
+        Command::new(BIN)
+            .args(["config", "check"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_SDK_DISABLED")
+            .output()
+            .unwrap()
+    };
+    let out = check("http://user:hunter2@collector:4318/");
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(r#"otel_traces_endpoint = "http://user:****@collector:4318/v1/traces""#),
+        "{printed}"
+    );
+    assert!(!printed.contains("hunter2"));
+
+    let out = check("collector:4318");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{stderr}");
+}
