@@ -675,6 +675,32 @@ async fn backfill_fetches_every_page_and_fails_loudly_per_symbol() {
             .len(),
         2_500
     );
+
+    // PEPE is in no default table; a `[symbols.PEPE]` table in the config file names it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("marketd.toml");
+    std::fs::write(&config, "[symbols.PEPE]\nbinance = \"PEPEUSDT\"\n").unwrap();
+    let (db_url, until) = (db.url.clone(), until.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["backfill", "--source", "binance", "--base-url", &url])
+            .args(["--symbols", "PEPE", "--interval", "1h"])
+            .args(["--since", "2024-01-01", "--until", &until])
+            .arg("--config")
+            .arg(&config)
+            .env("MARKETD_DATABASE_URL", db_url)
+            .env("MARKETD_LOG_FORMAT", "json")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("PEPE 1h from binance: 2500 candles written"),
+        "{stderr}"
+    );
     store.close().await;
 }
 

@@ -67,6 +67,8 @@ pub fn config(url: &str) -> Config {
         http: Default::default(),
         connections: Default::default(),
         tls: None,
+        symbols: Default::default(),
+        symbol_overrides: Vec::new(),
     }
 }
 

@@ -1125,3 +1125,60 @@ async fn coingecko_prices_come_back_under_our_symbols() {
     assert_eq!(seen[0].query["vs_currencies"], "usd");
     assert_eq!(source.stats().rows_accepted, 2);
 }
+
+// --- Configured names ------------------------------------------------------------------
+
+#[tokio::test]
+async fn configured_names_are_the_ones_asked_for() {
+    use marketd_ingest::exchange::symbols::Names;
+
+    let fake = FakeUpstream::start().await;
+    let mut table = SymbolTable::default();
+    table
+        .set_names(
+            "PEPE",
+            &Names {
+                binance: Some("PEPEUSDT".into()),
+                kraken: Some("PEPEUSD".into()),
+                ..Names::default()
+            },
+        )
+        .unwrap();
+    let upstream = series(T0, HOUR, 5);
+    fake.candles("PEPEUSDT", "1h", upstream.clone());
+    fake.ticker("PEPEUSDT", 0.0000121, 0.00001, T0);
+    let mut pepe = fixture_json("kraken_ticker.json")["result"]["XXBTZUSD"].clone();
+    pepe["c"] = serde_json::json!(["30000.5", "1"]);
+    fake.kraken_ticker("PEPEUSD", "PEPEUSD", pepe);
+
+    let binance = Binance::new(fast(&fake.url()), table.clone()).unwrap();
+    let page = candles_in_range(&binance, "PEPE", Interval::H1, T0, T0 + 5 * HOUR)
+        .await
+        .unwrap();
+    assert_eq!(page.candles, upstream);
+    let prices = binance.latest_prices(&["PEPE".to_owned()]).await.unwrap();
+    assert_eq!(
+        (prices[0].symbol.as_str(), prices[0].price),
+        ("PEPE", 0.0000121)
+    );
+    let kraken = Kraken::new(fast(&fake.url()), table).unwrap();
+    let prices = kraken.latest_prices(&["PEPE".to_owned()]).await.unwrap();
+    assert_eq!(
+        (prices[0].symbol.as_str(), prices[0].price),
+        ("PEPE", 30_000.5)
+    );
+    let seen = fake.seen();
+    assert_eq!(seen[0].query["symbol"], "PEPEUSDT");
+    assert_eq!(seen[1].query["symbols"], r#"["PEPEUSDT"]"#);
+    assert_eq!(seen[2].query["pair"], "PEPEUSD");
+    // With the default table PEPE is listed nowhere, and nothing is asked.
+    let plain = Binance::new(fast(&fake.url()), SymbolTable::default()).unwrap();
+    assert_eq!(
+        plain
+            .candles("PEPE", Interval::H1, T0, T0 + HOUR)
+            .await
+            .unwrap_err(),
+        SourceError::UnknownSymbol("PEPE".into())
+    );
+    assert_eq!(fake.seen().len(), 3);
+}

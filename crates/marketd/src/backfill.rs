@@ -71,15 +71,19 @@ pub fn parse_instant(raw: &str) -> Result<i64, String> {
 
 /// Backfills each symbol in turn and prints a summary line for each. Fails when any symbol
 /// failed, after trying all of them: one unlisted symbol should not stop the others.
-pub async fn run(store: &dyn Store, args: &BackfillArgs) -> anyhow::Result<()> {
+pub async fn run(
+    store: &dyn Store,
+    args: &BackfillArgs,
+    symbols: &SymbolTable,
+) -> anyhow::Result<()> {
     let until = args.until.unwrap_or(i64::MAX);
     if until <= args.since {
         anyhow::bail!("--until must be later than --since");
     }
-    let source = open_source(args.source, args.base_url.as_deref())?;
+    let source = open_source(args.source, args.base_url.as_deref(), symbols)?;
     let mut fallbacks = Vec::new();
     for &name in args.fallback.iter().filter(|&&name| name != args.source) {
-        fallbacks.push(open_source(name, args.base_url.as_deref())?);
+        fallbacks.push(open_source(name, args.base_url.as_deref(), symbols)?);
     }
     let asked: Vec<&dyn Source> = std::iter::once(source.as_ref())
         .chain(fallbacks.iter().map(AsRef::as_ref))
@@ -154,9 +158,11 @@ pub async fn run(store: &dyn Store, args: &BackfillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The source `name` at `base_url` (or its default), naming symbols as `symbols` says.
 pub(crate) fn open_source(
     name: SourceName,
     base_url: Option<&str>,
+    symbols: &SymbolTable,
 ) -> anyhow::Result<Box<dyn Source>> {
     fn with_base(mut config: UpstreamConfig, base_url: Option<&str>) -> UpstreamConfig {
         if let Some(url) = base_url {
@@ -164,7 +170,7 @@ pub(crate) fn open_source(
         }
         config
     }
-    let table = SymbolTable::default();
+    let table = symbols.clone();
     let source: Result<Box<dyn Source>, SourceError> = match name {
         SourceName::Binance => Binance::new(with_base(Binance::default_config(), base_url), table)
             .map(|s| Box::new(s) as Box<dyn Source>),

@@ -167,7 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&common, &serve)?;
             init_tracing(config.log_format);
             let store = crate::server::open_store(&config).await?;
-            let result = crate::backfill::run(store.as_ref(), &args).await;
+            let result = crate::backfill::run(store.as_ref(), &args, &config.symbols).await;
             store.close().await;
             result
         }
