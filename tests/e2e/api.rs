@@ -254,6 +254,15 @@ async fn ohlcv_reports_missing_buckets(app: &TestApp) {
         ])
     );
     assert_eq!(body["data"].as_array().unwrap().len(), 4);
+
+    // Derived 4h buckets are all present, each short of two hours: the hourly gaps show.
+    let (_, _, derived) = json(
+        app.get("/v1/ohlcv/BTC?interval=4h&start=2024-01-01T00:00:00Z&end=2024-01-01T08:00:00Z")
+            .await,
+    )
+    .await;
+    assert_eq!(derived["meta"]["missing_count"], 0);
+    assert_eq!(derived["meta"]["gaps"], body["meta"]["gaps"]);
 }
 
 async fn ohlcv_derives_coarser_intervals(app: &TestApp) {

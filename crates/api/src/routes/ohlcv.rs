@@ -332,15 +332,17 @@ pub async fn ohlcv_get(
         .unwrap_or_else(|| window.end.min(open_bucket_end));
     let (expected, missing_count, missing) =
         missing_buckets(&page.bars, window.page_start, page_end, step);
+    let derived = matches!(choice, SourceChoice::Derived(_));
     let gaps = match choice.source_interval(interval) {
-        Some(stored) if missing_count > 0 => state
+        // A native page with every bucket present cannot overlap a gap, so it costs no
+        // query; a derived bucket may lack some of its finer candles and still be present.
+        Some(stored) if missing_count > 0 || derived => state
             .store
             .gaps(symbol.as_str(), stored, window.page_start, page_end)
             .await?
             .into_iter()
             .map(|g| gap_out(g, window.page_start, page_end))
             .collect(),
-        // A page with every bucket present cannot overlap a gap, so it costs no query.
         _ => Vec::new(),
     };
     let next_cursor = page
@@ -350,7 +352,7 @@ pub async fn ohlcv_get(
         symbol: symbol.to_string(),
         interval: interval.into(),
         source_interval: choice.source_interval(interval).map(IntervalName::from),
-        derived: matches!(choice, SourceChoice::Derived(_)),
+        derived,
         window_start: Timestamp(window.page_start),
         window_end: Timestamp(page_end.max(window.page_start)),
         expected,
