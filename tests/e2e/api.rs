@@ -217,6 +217,52 @@ async fn ohlcv_reports_missing_buckets(app: &TestApp) {
     );
     // Nothing was invented for the gap.
     assert_eq!(body["data"].as_array().unwrap().len(), 4);
+    assert_eq!(meta["gaps"], serde_json::json!([]), "none recorded yet");
+
+    // Ingest asked two sources for hours 2 to 3 and 6 to 9; neither had them.
+    let sources = ["binance".to_owned(), "coinbase".to_owned()];
+    for (from, to) in [(2, 4), (6, 10)] {
+        app.store
+            .record_gap(
+                "BTC",
+                marketd_domain::Interval::H1,
+                hourly(from).open_time,
+                hourly(to).open_time,
+                &sources,
+                hourly(12).open_time,
+            )
+            .await
+            .unwrap();
+    }
+    let (_, _, body) = json(
+        app.get("/v1/ohlcv/BTC?start=2024-01-01T00:00:00Z&end=2024-01-01T08:00:00Z")
+            .await,
+    )
+    .await;
+    let gap = |start: &str, end: &str| {
+        serde_json::json!({
+            "start": start, "end": end, "sources": ["binance", "coinbase"], "attempts": 1,
+            "detected_at": "2024-01-01T12:00:00Z", "checked_at": "2024-01-01T12:00:00Z"
+        })
+    };
+    assert_eq!(
+        body["meta"]["gaps"],
+        serde_json::json!([
+            gap("2024-01-01T02:00:00Z", "2024-01-01T04:00:00Z"),
+            // Clipped to the window.
+            gap("2024-01-01T06:00:00Z", "2024-01-01T08:00:00Z"),
+        ])
+    );
+    assert_eq!(body["data"].as_array().unwrap().len(), 4);
+
+    // Derived 4h buckets are all present, each short of two hours: the hourly gaps show.
+    let (_, _, derived) = json(
+        app.get("/v1/ohlcv/BTC?interval=4h&start=2024-01-01T00:00:00Z&end=2024-01-01T08:00:00Z")
+            .await,
+    )
+    .await;
+    assert_eq!(derived["meta"]["missing_count"], 0);
+    assert_eq!(derived["meta"]["gaps"], body["meta"]["gaps"]);
 }
 
 async fn ohlcv_derives_coarser_intervals(app: &TestApp) {

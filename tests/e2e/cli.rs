@@ -681,6 +681,199 @@ async fn backfill_fetches_every_page_and_fails_loudly_per_symbol() {
             .len(),
         2_500
     );
+
+    // PEPE is in no default table; a `[symbols.PEPE]` table in the config file names it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("marketd.toml");
+    std::fs::write(&config, "[symbols.PEPE]\nbinance = \"PEPEUSDT\"\n").unwrap();
+    let (db_url, until) = (db.url.clone(), until.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["backfill", "--source", "binance", "--base-url", &url])
+            .args(["--symbols", "PEPE", "--interval", "1h"])
+            .args(["--since", "2024-01-01", "--until", &until])
+            .arg("--config")
+            .arg(&config)
+            .env("MARKETD_DATABASE_URL", db_url)
+            .env("MARKETD_LOG_FORMAT", "json")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("PEPE 1h from binance: 2500 candles written"),
+        "{stderr}"
+    );
+    store.close().await;
+}
+
+/// Binance klines (without the hours in `binance_lacks`) and Coinbase BTC-USD hourly
+/// candles (without `coinbase_lacks`, and with closes a quarter higher so the source of
+/// each stored candle shows) on one address, each paged as the exchange pages.
+async fn fake_binance_and_coinbase(
+    candles: Vec<Candle>,
+    binance_lacks: Vec<i64>,
+    coinbase_lacks: Vec<i64>,
+) -> String {
+    use std::collections::HashMap;
+
+    use axum::extract::Query;
+
+    let binance: Vec<Candle> = candles
+        .iter()
+        .copied()
+        .filter(|c| !binance_lacks.contains(&c.open_time))
+        .collect();
+    let coinbase: Vec<Candle> = candles
+        .iter()
+        .filter(|c| !coinbase_lacks.contains(&c.open_time))
+        .map(|c| Candle {
+            close: c.close + 0.25,
+            ..*c
+        })
+        .collect();
+    let klines = move |Query(q): Query<HashMap<String, String>>| {
+        let binance = binance.clone();
+        async move {
+            let param = |name: &str| q[name].parse::<i64>().unwrap();
+            let (start, end) = (param("startTime"), param("endTime"));
+            let rows: Vec<serde_json::Value> = binance
+                .iter()
+                .filter(|c| (start..=end).contains(&c.open_time))
+                .map(|c| {
+                    serde_json::json!([
+                        c.open_time,
+                        c.open.to_string(),
+                        c.high.to_string(),
+                        c.low.to_string(),
+                        c.close.to_string(),
+                        c.volume.to_string(),
+                        c.open_time + 60 * MINUTE - 1,
+                        "0",
+                        10,
+                        "0",
+                        "0",
+                        "0"
+                    ])
+                })
+                .collect();
+            axum::Json(rows)
+        }
+    };
+    // Coinbase: `[time, low, high, open, close, volume]`, seconds, newest first, with
+    // `start` and `end` both inclusive.
+    let products = move |Query(q): Query<HashMap<String, String>>| {
+        let coinbase = coinbase.clone();
+        async move {
+            let time = |name: &str| marketd_domain::parse_timestamp(&q[name]).unwrap();
+            let (start, end) = (time("start"), time("end"));
+            let rows: Vec<serde_json::Value> = coinbase
+                .iter()
+                .rev()
+                .filter(|c| (start..=end).contains(&c.open_time))
+                .map(|c| {
+                    serde_json::json!([
+                        c.open_time / 1000,
+                        c.low,
+                        c.high,
+                        c.open,
+                        c.close,
+                        c.volume
+                    ])
+                })
+                .collect();
+            axum::Json(rows)
+        }
+    };
+    let app = axum::Router::new()
+        .route("/api/v3/klines", axum::routing::get(klines))
+        .route("/products/BTC-USD/candles", axum::routing::get(products));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn backfill_asks_fallbacks_for_missing_candles_and_records_the_rest() {
+    const HOUR: i64 = 60 * MINUTE;
+    let db = TestDb::sqlite();
+    let at = |hour: i64| ORIGIN + hour * HOUR;
+    let upstream: Vec<Candle> = (0..48)
+        .map(|i| {
+            let open = 100.0 + i as f64;
+            Candle {
+                open_time: at(i),
+                open,
+                high: open + 2.0,
+                low: open - 1.0,
+                close: open + 0.5,
+                volume: 1.0 + (i % 5) as f64,
+            }
+        })
+        .collect();
+    // Binance lacks hours 3, 4 and 20; Coinbase has 3 and 20 but not 4.
+    let url =
+        fake_binance_and_coinbase(upstream.clone(), vec![at(3), at(4), at(20)], vec![at(4)]).await;
+    let (db_url, until) = (db.url.clone(), at(48).to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["backfill", "--source", "binance", "--fallback", "coinbase"])
+            .args(["--base-url", &url, "--symbols", "BTC", "--interval", "1h"])
+            .args(["--since", "2024-01-01", "--until", &until])
+            .env("MARKETD_DATABASE_URL", db_url)
+            .env("MARKETD_LOG_FORMAT", "json")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "BTC 1h from binance: 45 candles written in 1 pages, 0 rows rejected, 3 missing buckets"
+        ) && stderr.contains("; 2 missing candles found on coinbase")
+            && stderr.contains("; 1 buckets in 1 ranges recorded as gaps: no source has them"),
+        "{stderr}"
+    );
+
+    let store = store(&db).await;
+    let stored: Vec<(i64, f64, String)> = store
+        .candles("BTC", Interval::H1, i64::MIN, i64::MAX, u32::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.candle.open_time, b.candle.close, b.source))
+        .collect();
+    let expected: Vec<(i64, f64, String)> = upstream
+        .iter()
+        .filter(|c| c.open_time != at(4))
+        .map(|c| match c.open_time {
+            t if t == at(3) || t == at(20) => (t, c.close + 0.25, "coinbase".to_owned()),
+            t => (t, c.close, "binance".to_owned()),
+        })
+        .collect();
+    assert_eq!(stored, expected, "nothing invented for hour 4");
+    let gaps = store
+        .gaps("BTC", Interval::H1, at(0), at(48))
+        .await
+        .unwrap();
+    let gaps: Vec<(i64, i64, Vec<String>)> = gaps
+        .into_iter()
+        .map(|g| (g.start, g.end, g.sources))
+        .collect();
+    assert_eq!(
+        gaps,
+        [(
+            at(4),
+            at(5),
+            vec!["binance".to_owned(), "coinbase".to_owned()]
+        )]
+    );
     store.close().await;
 }
 

@@ -71,6 +71,8 @@ pub fn config(url: &str) -> Config {
         connections: Default::default(),
         tls: None,
         traces: Default::default(),
+        symbols: Default::default(),
+        symbol_overrides: Vec::new(),
     }
 }
 

@@ -3,7 +3,8 @@
 //! Each page is written as soon as it arrives, so an interrupted run loses at most the page
 //! in flight, and a rerun carries on from the last stored candle instead of starting over.
 //! Buckets the upstream did not return are reported as gaps and left empty: a made-up
-//! candle would be indistinguishable from a real one once stored.
+//! candle would be indistinguishable from a real one once stored. [`crate::repair`] asks
+//! for them again.
 
 use std::fmt;
 
@@ -230,7 +231,11 @@ async fn last_stored(
 
 /// Creates the asset if it is missing and adds `source` to its sources if it is not
 /// listed; a name and quote set by someone else are kept.
-async fn ensure_asset(store: &dyn Store, symbol: &str, source: &str) -> Result<(), StoreError> {
+pub(crate) async fn ensure_asset(
+    store: &dyn Store,
+    symbol: &str,
+    source: &str,
+) -> Result<(), StoreError> {
     let asset = match store.asset(symbol).await? {
         Some(asset) if asset.sources.iter().any(|s| s == source) => return Ok(()),
         Some(mut asset) => {

@@ -6,6 +6,10 @@
 //! stored candle records the source it came from. Latest prices of every source go to one
 //! [`PriceBoard`], which stores the price reconciled across the fresh ones.
 //!
+//! Closed buckets a poll finds missing are asked for once more from the source that
+//! served the poll, then from the sources after it in priority order; what none of them
+//! has is recorded as a known gap (see [`crate::repair`]).
+//!
 //! Every poll starts at the last stored candle rather than after it: that candle may have
 //! been stored while its bucket was open, and the upsert replaces it with the newer value
 //! until the bucket closes. A failed poll is logged and the next one starts from wherever
@@ -26,6 +30,7 @@ use tracing::Instrument as _;
 
 use crate::backfill::{BackfillCause, backfill};
 use crate::reconcile::{PriceBoard, Quote, ReconcileConfig};
+use crate::repair::repair_gaps;
 use crate::source::{Source, SourceError, now_ms};
 
 pub(crate) const SPAN_TARGET: &str = module_path!();
@@ -187,7 +192,7 @@ enum PollError {
 /// from the first source that can, and returns its name and how many candles it wrote.
 async fn poll_once(store: &dyn Store, job: &IngestJob) -> Result<(&'static str, u64), PollError> {
     let mut failure = None;
-    for source in &job.sources {
+    for (rank, source) in job.sources.iter().enumerate() {
         // Asked again for each source: a failing one may have stored some pages first,
         // and the next continues after them rather than fetching them twice.
         let since = resume_point(store, job).await?;
@@ -202,7 +207,26 @@ async fn poll_once(store: &dyn Store, job: &IngestJob) -> Result<(&'static str, 
         )
         .await
         {
-            Ok(report) => return Ok((source.name(), report.written)),
+            Ok(report) => {
+                let mut written = report.written;
+                if report.gap_buckets > 0 {
+                    // The sources before this one just failed; asking them again now
+                    // would only fail again.
+                    let asked: Vec<&dyn Source> =
+                        job.sources[rank..].iter().map(AsRef::as_ref).collect();
+                    let repaired = repair_gaps(
+                        store,
+                        &asked,
+                        &job.symbol,
+                        job.interval,
+                        report.start,
+                        report.end,
+                    )
+                    .await?;
+                    written += repaired.filled.iter().map(|(_, n)| n).sum::<u64>();
+                }
+                return Ok((source.name(), written));
+            }
             Err(err) if matches!(err.cause, BackfillCause::Store(_)) => return Err(err.into()),
             // A prices-only source (CoinGecko) listed for a series: not a failure.
             Err(err) if matches!(err.cause, BackfillCause::Source(SourceError::Unsupported)) => {}

@@ -20,8 +20,9 @@ use fake_upstream::{FakeUpstream, Fault};
 use marketd_domain::{Candle, Interval};
 use marketd_ingest::backfill::{BackfillCause, BackfillProgress, Gap, backfill};
 use marketd_ingest::exchange::SymbolTable;
+use marketd_ingest::repair::repair_gaps;
 use marketd_ingest::resilience::{BreakerConfig, RetryPolicy, UpstreamConfig};
-use marketd_ingest::source::{Binance, SourceError};
+use marketd_ingest::source::{Binance, Coinbase, Source, SourceError};
 use marketd_storage::{Asset, ConnectOptions, Store, connect};
 use marketd_testkit::{Kind, TestDb};
 
@@ -37,6 +38,8 @@ marketd_testkit::store_suite!(
     a_failed_run_resumes_to_the_exact_set,
     rerunning_a_finished_backfill_adds_nothing,
     keeps_an_existing_asset_name,
+    missing_buckets_come_from_the_fallback_or_are_recorded_as_gaps,
+    a_short_page_is_completed_by_asking_again,
 );
 
 /// Short retries so a failing page gives up quickly.
@@ -54,6 +57,18 @@ fn binance(fake: &FakeUpstream) -> Binance {
         ..UpstreamConfig::new(fake.url())
     };
     Binance::new(config, SymbolTable::default()).unwrap()
+}
+
+fn coinbase(fake: &FakeUpstream) -> Coinbase {
+    let config = UpstreamConfig {
+        retry: RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+        },
+        ..UpstreamConfig::new(fake.url())
+    };
+    Coinbase::new(config, SymbolTable::default()).unwrap()
 }
 
 /// `n` distinct, sound candles of `step` from `start`.
@@ -342,4 +357,159 @@ async fn throughput() {
         );
         store.close().await;
     }
+}
+
+/// Each stored candle with its source.
+async fn stored_with_source(store: &dyn Store) -> Vec<(Candle, String)> {
+    store
+        .candles("BTC", Interval::H1, i64::MIN, i64::MAX, u32::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.candle, b.source))
+        .collect()
+}
+
+async fn missing_buckets_come_from_the_fallback_or_are_recorded_as_gaps(store: Arc<dyn Store>) {
+    let primary = FakeUpstream::start().await;
+    let secondary = FakeUpstream::start().await;
+    let full = series(T0, HOUR, 48);
+    // Binance lacks hours 10, 11 and 30; Coinbase has 10 and 30 (with its own values, so
+    // the origin of each stored candle shows) but not 11.
+    let at = |hour: i64| T0 + hour * HOUR;
+    let binance_has: Vec<Candle> = full
+        .iter()
+        .copied()
+        .filter(|c| ![at(10), at(11), at(30)].contains(&c.open_time))
+        .collect();
+    let coinbase_has: Vec<Candle> = full
+        .iter()
+        .map(|c| Candle {
+            close: c.close + 0.25,
+            ..*c
+        })
+        .filter(|c| c.open_time != at(11))
+        .collect();
+    primary.candles(PAIR, "1h", binance_has.clone());
+    secondary.candles("BTC-USD", "3600", coinbase_has.clone());
+    let (binance, coinbase) = (binance(&primary), coinbase(&secondary));
+
+    let report = backfill(
+        store.as_ref(),
+        &binance,
+        "BTC",
+        Interval::H1,
+        T0,
+        at(48),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.gap_buckets, 3);
+    let sources: [&dyn Source; 2] = [&binance, &coinbase];
+    let repair = repair_gaps(
+        store.as_ref(),
+        &sources,
+        "BTC",
+        Interval::H1,
+        report.start,
+        report.end,
+    )
+    .await
+    .unwrap();
+
+    let mut expected: Vec<(Candle, String)> = binance_has
+        .iter()
+        .map(|c| (*c, "binance".to_owned()))
+        .chain(
+            coinbase_has
+                .iter()
+                .filter(|c| [at(10), at(30)].contains(&c.open_time))
+                .map(|c| (*c, "coinbase".to_owned())),
+        )
+        .collect();
+    expected.sort_by_key(|(c, _)| c.open_time);
+    assert_eq!(stored_with_source(store.as_ref()).await, expected);
+    assert_eq!(repair.filled, [("coinbase", 2)]);
+    let only_11 = Gap {
+        start: at(11),
+        end: at(12),
+    };
+    assert_eq!(repair.recorded, [only_11]);
+    let gaps = store.gaps("BTC", Interval::H1, T0, at(48)).await.unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!((gaps[0].start, gaps[0].end), (at(11), at(12)));
+    assert_eq!(gaps[0].sources, ["binance", "coinbase"]);
+    let asset = store.asset("BTC").await.unwrap().unwrap();
+    assert_eq!(asset.sources, ["binance", "coinbase"]);
+    // Binance was asked once more for each run it lacked before Coinbase was asked.
+    let klines: Vec<_> = primary
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == "/api/v3/klines")
+        .collect();
+    assert_eq!(klines.len(), 1 + 2);
+
+    // Coinbase gets hour 11 later: asking again fills it and the gap is gone.
+    secondary.candles("BTC-USD", "3600", full.clone());
+    let repair = repair_gaps(store.as_ref(), &sources, "BTC", Interval::H1, T0, at(48))
+        .await
+        .unwrap();
+    assert_eq!(repair.filled, [("coinbase", 1)]);
+    assert!(repair.recorded.is_empty());
+    assert!(
+        store
+            .gaps("BTC", Interval::H1, T0, at(48))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(stored_with_source(store.as_ref()).await.len(), 48);
+}
+
+async fn a_short_page_is_completed_by_asking_again(store: Arc<dyn Store>) {
+    let fake = FakeUpstream::start().await;
+    let upstream = series(T0, HOUR, 24);
+    fake.candles(PAIR, "1h", upstream.clone());
+    // The first answer comes back without hours 5 to 7; the upstream has them.
+    let short: Vec<serde_json::Value> = upstream
+        .iter()
+        .filter(|c| !(T0 + 5 * HOUR..T0 + 8 * HOUR).contains(&c.open_time))
+        .map(|c| fake_upstream::binance_row(c, HOUR))
+        .collect();
+    fake.push([Fault::Body(serde_json::Value::Array(short).to_string())]);
+    let source = binance(&fake);
+
+    let report = backfill(
+        store.as_ref(),
+        &source,
+        "BTC",
+        Interval::H1,
+        T0,
+        T0 + 24 * HOUR,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.gap_buckets, 3);
+    let repair = repair_gaps(
+        store.as_ref(),
+        &[&source],
+        "BTC",
+        Interval::H1,
+        report.start,
+        report.end,
+    )
+    .await
+    .unwrap();
+    assert_eq!(repair.filled, [("binance", 3)]);
+    assert!(repair.recorded.is_empty());
+    assert_eq!(stored(store.as_ref(), Interval::H1).await, upstream);
+    assert!(
+        store
+            .gaps("BTC", Interval::H1, T0, T0 + 24 * HOUR)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -409,3 +409,142 @@ fn no_single_byte_mutation_panics() {
         }
     }
 }
+
+#[test]
+fn coinbase_ticker_and_stats_fixtures() {
+    let ticker = coinbase::parse_object(&fixture("coinbase_ticker.json")).unwrap();
+    let stats = coinbase::parse_object(&fixture("coinbase_stats.json")).unwrap();
+    assert_eq!(
+        coinbase::product_price("BTC-USD", &ticker, &stats),
+        Ok(LatestPrice {
+            symbol: "BTC-USD".into(),
+            price: 6268.48,
+            open_24h: 5414.18,
+            high_24h: 6441.37,
+            low_24h: 5261.69,
+            volume_24h: 53_687.767_642_33,
+            // Microseconds are cut to milliseconds.
+            as_of: 1_584_663_777_833,
+            source: "coinbase".into(),
+        })
+    );
+    assert_eq!(
+        coinbase::parse_object(br#"{"message":"NotFound"}"#),
+        Err(PayloadError::Upstream("NotFound".into()))
+    );
+    assert!(matches!(
+        coinbase::parse_object(b"[]"),
+        Err(PayloadError::Shape(_))
+    ));
+}
+
+#[test]
+fn coinbase_prices_refuse_bad_values_with_reasons() {
+    let stats = coinbase::parse_object(&fixture("coinbase_stats.json")).unwrap();
+    let ticker = coinbase::parse_object(&fixture("coinbase_ticker.json")).unwrap();
+    let with = |obj: &serde_json::Map<String, serde_json::Value>, key: &str, value| {
+        let mut obj = obj.clone();
+        match value {
+            Some(v) => obj.insert(key.to_owned(), v),
+            None => obj.remove(key),
+        };
+        obj
+    };
+    let cases = [
+        (
+            with(&ticker, "price", Some("abc".into())),
+            stats.clone(),
+            "ticker price",
+        ),
+        (
+            with(&ticker, "price", Some("-5".into())),
+            stats.clone(),
+            "price must be",
+        ),
+        (
+            with(&ticker, "time", None),
+            stats.clone(),
+            "time is missing",
+        ),
+        (
+            with(&ticker, "time", Some("yesterday".into())),
+            stats.clone(),
+            "ticker time",
+        ),
+        (
+            ticker.clone(),
+            with(&stats, "open", None),
+            "stats open is missing",
+        ),
+        (
+            ticker.clone(),
+            with(&stats, "volume", Some("-1".into())),
+            "volume",
+        ),
+        (
+            ticker.clone(),
+            with(&stats, "low", Some(serde_json::json!([1]))),
+            "stats low",
+        ),
+    ];
+    for (t, s, reason) in cases {
+        let err = coinbase::product_price("BTC-USD", &t, &s).unwrap_err();
+        assert!(err.contains(reason), "{reason}: {err}");
+    }
+    // A trade after the stats were taken widens their range instead of being refused.
+    let later = with(&ticker, "price", Some("6500.5".into()));
+    let price = coinbase::product_price("BTC-USD", &later, &stats).unwrap();
+    assert_eq!((price.price, price.high_24h), (6500.5, 6500.5));
+}
+
+#[test]
+fn kraken_ticker_fixture_and_bad_pairs() {
+    let parsed = ok(kraken::parse_ticker(&fixture("kraken_ticker.json"), LATER));
+    assert_eq!(
+        parsed.rows,
+        vec![LatestPrice {
+            symbol: "XXBTZUSD".into(),
+            price: 30_303.2,
+            open_24h: 30_502.8,
+            high_24h: 31_631.0,
+            low_24h: 29_868.3,
+            volume_24h: 4_412.736_017_99,
+            as_of: LATER,
+            source: "kraken".into(),
+        }]
+    );
+    assert_eq!(
+        SymbolTable::default()
+            .by_source_name(Source::Kraken, &parsed.rows[0].symbol)
+            .map(|a| a.symbol.as_str()),
+        Some("BTC")
+    );
+
+    let good = r#"{"c":["10.5","1"],"v":["5","9"],"l":["10","10"],"h":["11","12"],"o":"10.2"}"#;
+    let body = format!(
+        r#"{{"error":[],"result":{{"A1":{good},"B2":{{"c":["x","1"],"v":["5","9"],"l":["10","10"],"h":["11","12"],"o":"10.2"}},"C3":{{"c":["10.5","1"],"v":["5","-9"],"l":["10","10"],"h":["11","12"],"o":"10.2"}},"D4":{{"c":["10.5","1"],"v":["5","9"],"l":["10","10"],"h":["11","12"]}},"E5":{{"c":["10.5"],"v":["5"],"l":["10","10"],"h":["11","12"],"o":"10.2"}},"F6":7}}}}"#
+    );
+    let parsed = ok(kraken::parse_ticker(body.as_bytes(), LATER));
+    assert_eq!(parsed.rows.len(), 1);
+    assert_eq!(
+        (parsed.rows[0].symbol.as_str(), parsed.rows[0].volume_24h),
+        ("A1", 9.0)
+    );
+    let r = reasons(&parsed);
+    let expected = [
+        (1, "B2: c[0]"),
+        (2, "C3: volume must not be negative"),
+        (3, "D4: o is missing"),
+        (4, "E5: v has 1 elements"),
+        (5, "F6: ticker is a number"),
+    ];
+    assert_eq!(r.len(), expected.len(), "{r:?}");
+    for ((index, reason), (want_index, want)) in r.iter().zip(expected) {
+        assert_eq!(*index, want_index);
+        assert!(reason.starts_with(want), "{reason}");
+    }
+    assert_eq!(
+        kraken::parse_ticker(br#"{"error":["EQuery:Unknown asset pair"]}"#, LATER),
+        Err(PayloadError::Upstream("EQuery:Unknown asset pair".into()))
+    );
+}

@@ -39,6 +39,7 @@ marketd_testkit::store_suite!(
     a_failing_job_does_not_hold_up_the_others,
     shutdown_stops_every_task,
     falls_back_to_the_next_source_and_reconciles_prices,
+    a_poll_fills_missing_minutes_from_the_fallback_and_records_the_rest,
 );
 
 /// Short retries and a breaker that stays closed, so a failed poll ends quickly.
@@ -366,6 +367,78 @@ async fn falls_back_to_the_next_source_and_reconciles_prices(store: Arc<dyn Stor
     secondary.quote("bitcoin", 140.0, 1.0, wall_ms() / 1000);
     let alone = latest_price(store.as_ref(), |_, s| s == "binance").await;
     assert_eq!(alone, (100.0, "binance".to_owned()));
+
+    stop(&shutdown, handles).await;
+}
+
+async fn a_poll_fills_missing_minutes_from_the_fallback_and_records_the_rest(
+    store: Arc<dyn Store>,
+) {
+    let primary = FakeUpstream::start().await;
+    let secondary = FakeUpstream::start().await;
+    let (_, upstream) = recent_history();
+    let (lacking_both, lacking_binance) = (upstream[10].open_time, upstream[20].open_time);
+    let fallback: Vec<Candle> = upstream
+        .iter()
+        .filter(|c| c.open_time != lacking_both)
+        .map(|c| candle(c.open_time, c.close + 0.5))
+        .collect();
+    let primary_has: Vec<Candle> = upstream
+        .iter()
+        .copied()
+        .filter(|c| ![lacking_both, lacking_binance].contains(&c.open_time))
+        .collect();
+    primary.candles(PAIR, "1m", primary_has.clone());
+    secondary.candles("BTC-USD", "60", fallback.clone());
+    let sources: Vec<Arc<dyn Source>> = vec![
+        binance(&primary),
+        Arc::new(Coinbase::new(quick(&secondary), SymbolTable::default()).unwrap()),
+    ];
+    let job = IngestJob {
+        sources,
+        ..job(&binance(&primary), "BTC")
+    };
+    let shutdown = CancellationToken::new();
+    let handles = spawn(
+        Arc::clone(&store),
+        vec![job],
+        ReconcileConfig::default(),
+        shutdown.clone(),
+    );
+
+    let mut expected = primary_has;
+    expected.extend(fallback.iter().filter(|c| c.open_time == lacking_binance));
+    expected.sort_by_key(|c| c.open_time);
+    converges(store.as_ref(), "BTC", &expected).await;
+    let known = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let gaps = store
+                .gaps("BTC", Interval::M1, lacking_both, lacking_both + MIN)
+                .await
+                .unwrap();
+            if !gaps.is_empty() {
+                return gaps;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the gap was never recorded");
+    assert_eq!(
+        (known[0].start, known[0].end),
+        (lacking_both, lacking_both + MIN)
+    );
+    assert_eq!(known[0].sources, ["binance", "coinbase"]);
+    let bars = store
+        .candles("BTC", Interval::M1, i64::MIN, i64::MAX, u32::MAX)
+        .await
+        .unwrap();
+    let from_coinbase: Vec<i64> = bars
+        .iter()
+        .filter(|b| b.source == "coinbase")
+        .map(|b| b.candle.open_time)
+        .collect();
+    assert_eq!(from_coinbase, [lacking_binance]);
 
     stop(&shutdown, handles).await;
 }

@@ -830,7 +830,7 @@ async fn coinbase_candles_come_newest_first_and_arrive_ascending() {
 }
 
 #[tokio::test]
-async fn coinbase_does_not_serve_prices_and_coingecko_no_candles() {
+async fn coingecko_serves_no_candles() {
     let fake = FakeUpstream::start().await;
     let gecko = CoinGecko::new(fast(&fake.url()), SymbolTable::default()).unwrap();
     assert_eq!(
@@ -840,14 +840,97 @@ async fn coinbase_does_not_serve_prices_and_coingecko_no_candles() {
             .unwrap_err(),
         SourceError::Unsupported
     );
-    assert_eq!(
-        coinbase(&fake)
-            .latest_prices(&["BTC".to_owned()])
-            .await
-            .unwrap_err(),
-        SourceError::Unsupported
-    );
     assert!(fake.seen().is_empty());
+}
+
+fn fixture_json(name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/tests/fixtures/exchange/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn coinbase_prices_come_from_ticker_and_stats_and_bad_products_are_left_out() {
+    let fake = FakeUpstream::start().await;
+    let (ticker, stats) = (
+        fixture_json("coinbase_ticker.json"),
+        fixture_json("coinbase_stats.json"),
+    );
+    fake.coinbase_ticker("BTC-USD", ticker.clone(), stats.clone());
+    let mut bad_price = ticker.clone();
+    bad_price["price"] = "-3".into();
+    fake.coinbase_ticker("ETH-USD", bad_price, stats.clone());
+    let mut no_open = stats.clone();
+    no_open.as_object_mut().unwrap().remove("open");
+    fake.coinbase_ticker("SOL-USD", ticker.clone(), no_open);
+    let mut wrong_type = ticker;
+    wrong_type["price"] = serde_json::json!({"value": 1});
+    fake.coinbase_ticker("ADA-USD", wrong_type, stats);
+    // DOGE-USD is not listed by the fake: a 404 for that product only.
+    let source = coinbase(&fake);
+    let asked: Vec<String> = ["ETH", "BTC", "SOL", "ADA", "DOGE", "BNB", "NOPE"]
+        .map(str::to_owned)
+        .to_vec();
+
+    let prices = source.latest_prices(&asked).await.unwrap();
+
+    let got: Vec<(&str, f64, f64, i64, &str)> = prices
+        .iter()
+        .map(|p| {
+            (
+                p.symbol.as_str(),
+                p.price,
+                p.open_24h,
+                p.as_of,
+                p.source.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [("BTC", 6268.48, 5414.18, 1_584_663_777_833, "coinbase")]
+    );
+    let stats = source.stats();
+    assert_eq!((stats.rows_accepted, stats.rows_rejected), (1, 4));
+    // BNB is not listed on Coinbase, so it is never asked for; after DOGE's ticker came
+    // back 404 there was no point in asking for its stats.
+    let mut paths: Vec<String> = fake.seen().into_iter().map(|s| s.path).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/products/ADA-USD/stats",
+            "/products/ADA-USD/ticker",
+            "/products/BTC-USD/stats",
+            "/products/BTC-USD/ticker",
+            "/products/DOGE-USD/ticker",
+            "/products/ETH-USD/stats",
+            "/products/ETH-USD/ticker",
+            "/products/SOL-USD/stats",
+            "/products/SOL-USD/ticker",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn coinbase_prices_fail_whole_when_the_upstream_does() {
+    let fake = FakeUpstream::start().await;
+    fake.coinbase_ticker(
+        "BTC-USD",
+        fixture_json("coinbase_ticker.json"),
+        fixture_json("coinbase_stats.json"),
+    );
+    fake.push([Fault::Status(503), Fault::Status(503), Fault::Status(503)]);
+    let err = coinbase(&fake)
+        .latest_prices(&["BTC".to_owned()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SourceError::Status { status: 503, .. }),
+        "{err:?}"
+    );
 }
 
 // --- Kraken ----------------------------------------------------------------------------
@@ -952,6 +1035,67 @@ async fn kraken_answering_for_another_pair_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn kraken_prices_come_in_one_request_and_bad_pairs_are_left_out() {
+    let fake = FakeUpstream::start().await;
+    let documented = fixture_json("kraken_ticker.json")["result"]["XXBTZUSD"].clone();
+    fake.kraken_ticker("XBTUSD", "XXBTZUSD", documented.clone());
+    let mut negative = documented.clone();
+    negative["c"] = serde_json::json!(["-1.5", "1"]);
+    fake.kraken_ticker("ETHUSD", "XETHZUSD", negative);
+    let mut missing = documented;
+    missing.as_object_mut().unwrap().remove("v");
+    fake.kraken_ticker("SOLUSD", "SOLUSD", missing);
+    let source = kraken(&fake);
+    let asked: Vec<String> = ["SOL", "BTC", "ETH", "BNB"].map(str::to_owned).to_vec();
+
+    let before = wall_ms();
+    let prices = source.latest_prices(&asked).await.unwrap();
+
+    assert_eq!(prices.len(), 1, "{prices:?}");
+    let btc = &prices[0];
+    assert_eq!(
+        (btc.symbol.as_str(), btc.price, btc.open_24h, btc.volume_24h),
+        ("BTC", 30_303.2, 30_502.8, 4_412.736_017_99)
+    );
+    assert_eq!((btc.high_24h, btc.low_24h), (31_631.0, 29_868.3));
+    assert!(btc.as_of >= before && btc.as_of <= wall_ms());
+    assert_eq!(btc.source, "kraken");
+    let stats = source.stats();
+    assert_eq!((stats.rows_accepted, stats.rows_rejected), (1, 2));
+    let seen = requests(&fake, "/0/public/Ticker");
+    assert_eq!(seen.len(), 1);
+    // BNB is not listed on Kraken.
+    assert_eq!(seen[0].query["pair"], "SOLUSD,XBTUSD,ETHUSD");
+}
+
+#[tokio::test]
+async fn kraken_price_errors_are_errors() {
+    let fake = FakeUpstream::start().await;
+    // The fake lists no pair, so Kraken's own error comes back.
+    let err = kraken(&fake)
+        .latest_prices(&["BTC".to_owned()])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        SourceError::Payload(PayloadError::Upstream("EQuery:Unknown asset pair".into()))
+    );
+    fake.push([Fault::Body(
+        r#"{"error":["EService:Unavailable"]}"#.to_owned(),
+    )]);
+    fake.kraken_ticker(
+        "XBTUSD",
+        "XXBTZUSD",
+        fixture_json("kraken_ticker.json")["result"]["XXBTZUSD"].clone(),
+    );
+    let prices = kraken(&fake)
+        .latest_prices(&["BTC".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(prices.len(), 1, "a busy answer is retried");
+}
+
 // --- CoinGecko -------------------------------------------------------------------------
 
 #[tokio::test]
@@ -980,4 +1124,61 @@ async fn coingecko_prices_come_back_under_our_symbols() {
     assert_eq!(seen[0].query["ids"], "solana,bitcoin");
     assert_eq!(seen[0].query["vs_currencies"], "usd");
     assert_eq!(source.stats().rows_accepted, 2);
+}
+
+// --- Configured names ------------------------------------------------------------------
+
+#[tokio::test]
+async fn configured_names_are_the_ones_asked_for() {
+    use marketd_ingest::exchange::symbols::Names;
+
+    let fake = FakeUpstream::start().await;
+    let mut table = SymbolTable::default();
+    table
+        .set_names(
+            "PEPE",
+            &Names {
+                binance: Some("PEPEUSDT".into()),
+                kraken: Some("PEPEUSD".into()),
+                ..Names::default()
+            },
+        )
+        .unwrap();
+    let upstream = series(T0, HOUR, 5);
+    fake.candles("PEPEUSDT", "1h", upstream.clone());
+    fake.ticker("PEPEUSDT", 0.0000121, 0.00001, T0);
+    let mut pepe = fixture_json("kraken_ticker.json")["result"]["XXBTZUSD"].clone();
+    pepe["c"] = serde_json::json!(["30000.5", "1"]);
+    fake.kraken_ticker("PEPEUSD", "PEPEUSD", pepe);
+
+    let binance = Binance::new(fast(&fake.url()), table.clone()).unwrap();
+    let page = candles_in_range(&binance, "PEPE", Interval::H1, T0, T0 + 5 * HOUR)
+        .await
+        .unwrap();
+    assert_eq!(page.candles, upstream);
+    let prices = binance.latest_prices(&["PEPE".to_owned()]).await.unwrap();
+    assert_eq!(
+        (prices[0].symbol.as_str(), prices[0].price),
+        ("PEPE", 0.0000121)
+    );
+    let kraken = Kraken::new(fast(&fake.url()), table).unwrap();
+    let prices = kraken.latest_prices(&["PEPE".to_owned()]).await.unwrap();
+    assert_eq!(
+        (prices[0].symbol.as_str(), prices[0].price),
+        ("PEPE", 30_000.5)
+    );
+    let seen = fake.seen();
+    assert_eq!(seen[0].query["symbol"], "PEPEUSDT");
+    assert_eq!(seen[1].query["symbols"], r#"["PEPEUSDT"]"#);
+    assert_eq!(seen[2].query["pair"], "PEPEUSD");
+    // With the default table PEPE is listed nowhere, and nothing is asked.
+    let plain = Binance::new(fast(&fake.url()), SymbolTable::default()).unwrap();
+    assert_eq!(
+        plain
+            .candles("PEPE", Interval::H1, T0, T0 + HOUR)
+            .await
+            .unwrap_err(),
+        SourceError::UnknownSymbol("PEPE".into())
+    );
+    assert_eq!(fake.seen().len(), 3);
 }

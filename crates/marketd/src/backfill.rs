@@ -1,5 +1,7 @@
 //! `marketd backfill --source S --symbols A,B --interval I --since T`: exchange history
-//! into the database, resumable, one progress bar per symbol.
+//! into the database, resumable, one progress bar per symbol. Missing closed buckets are
+//! asked for again from S, then from each `--fallback` in order; what none has is
+//! recorded as a known gap.
 
 use std::io::{IsTerminal, Write};
 
@@ -8,6 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use marketd_domain::{Interval, Symbol, format_rfc3339_ms, parse_timestamp};
 use marketd_ingest::backfill::{BackfillError, BackfillReport, backfill};
 use marketd_ingest::exchange::SymbolTable;
+use marketd_ingest::repair::{RepairReport, repair_gaps};
 use marketd_ingest::resilience::UpstreamConfig;
 use marketd_ingest::source::{Binance, CoinGecko, Coinbase, Kraken, Source, SourceError};
 use marketd_storage::Store;
@@ -41,7 +44,11 @@ pub struct BackfillArgs {
     /// End of the range, exclusive, in the same forms; default now.
     #[arg(long, value_parser = parse_instant)]
     pub until: Option<i64>,
-    /// Replaces the exchange's base URL, for a mirror or a test double.
+    /// Comma-separated exchanges asked, in order, for the candles the source lacks; what
+    /// none of them has is recorded as a known gap.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub fallback: Vec<SourceName>,
+    /// Replaces the exchanges' base URL, for a mirror or a test double.
     #[arg(long)]
     pub base_url: Option<String>,
 }
@@ -64,12 +71,23 @@ pub fn parse_instant(raw: &str) -> Result<i64, String> {
 
 /// Backfills each symbol in turn and prints a summary line for each. Fails when any symbol
 /// failed, after trying all of them: one unlisted symbol should not stop the others.
-pub async fn run(store: &dyn Store, args: &BackfillArgs) -> anyhow::Result<()> {
+pub async fn run(
+    store: &dyn Store,
+    args: &BackfillArgs,
+    symbols: &SymbolTable,
+) -> anyhow::Result<()> {
     let until = args.until.unwrap_or(i64::MAX);
     if until <= args.since {
         anyhow::bail!("--until must be later than --since");
     }
-    let source = open_source(args.source, args.base_url.as_deref())?;
+    let source = open_source(args.source, args.base_url.as_deref(), symbols)?;
+    let mut fallbacks = Vec::new();
+    for &name in args.fallback.iter().filter(|&&name| name != args.source) {
+        fallbacks.push(open_source(name, args.base_url.as_deref(), symbols)?);
+    }
+    let asked: Vec<&dyn Source> = std::iter::once(source.as_ref())
+        .chain(fallbacks.iter().map(AsRef::as_ref))
+        .collect();
     let target = if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
@@ -107,9 +125,31 @@ pub async fn run(store: &dyn Store, args: &BackfillArgs) -> anyhow::Result<()> {
             },
         )
         .await;
+        let repaired = match &result {
+            Ok(report) if report.gap_buckets > 0 => {
+                bar.set_message("asking again for missing candles");
+                Some(
+                    repair_gaps(
+                        store,
+                        &asked,
+                        symbol.as_str(),
+                        args.interval,
+                        report.start,
+                        report.end,
+                    )
+                    .await,
+                )
+            }
+            _ => None,
+        };
         bar.finish_and_clear();
-        failed += usize::from(result.is_err());
-        let line = summary(symbol, args.interval, source.name(), &result);
+        failed += usize::from(result.is_err() || matches!(repaired, Some(Err(_))));
+        let mut line = summary(symbol, args.interval, source.name(), &result);
+        match repaired {
+            Some(Ok(repair)) => line.push_str(&repair_summary(&repair)),
+            Some(Err(err)) => line.push_str(&format!("; asking again failed: {err}")),
+            None => {}
+        }
         bars.suspend(|| writeln!(std::io::stderr().lock(), "{line}"))?;
     }
     if failed > 0 {
@@ -118,9 +158,11 @@ pub async fn run(store: &dyn Store, args: &BackfillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The source `name` at `base_url` (or its default), naming symbols as `symbols` says.
 pub(crate) fn open_source(
     name: SourceName,
     base_url: Option<&str>,
+    symbols: &SymbolTable,
 ) -> anyhow::Result<Box<dyn Source>> {
     fn with_base(mut config: UpstreamConfig, base_url: Option<&str>) -> UpstreamConfig {
         if let Some(url) = base_url {
@@ -128,7 +170,7 @@ pub(crate) fn open_source(
         }
         config
     }
-    let table = SymbolTable::default();
+    let table = symbols.clone();
     let source: Result<Box<dyn Source>, SourceError> = match name {
         SourceName::Binance => Binance::new(with_base(Binance::default_config(), base_url), table)
             .map(|s| Box::new(s) as Box<dyn Source>),
@@ -180,6 +222,26 @@ fn summary(
         }
         Err(err) => format!("{head} FAILED: {err}"),
     }
+}
+
+/// The second asking's part of a symbol's summary line.
+fn repair_summary(repair: &RepairReport) -> String {
+    let mut line = String::new();
+    for (source, written) in &repair.filled {
+        line.push_str(&format!("; {written} missing candles found on {source}"));
+    }
+    if repair.recorded.is_empty() {
+        if !repair.missing.is_empty() {
+            line.push_str("; no gap left");
+        }
+    } else {
+        line.push_str(&format!(
+            "; {} buckets in {} ranges recorded as gaps: no source has them",
+            repair.recorded_buckets,
+            repair.recorded.len()
+        ));
+    }
+    line
 }
 
 #[cfg(test)]

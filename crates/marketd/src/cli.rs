@@ -154,7 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&common, &serve)?;
             let _telemetry = init_tracing(&config)?;
             let store = crate::server::open_store(&config).await?;
-            let result = crate::backfill::run(store.as_ref(), &args).await;
+            let result = crate::backfill::run(store.as_ref(), &args, &config.symbols).await;
             store.close().await;
             result
         }

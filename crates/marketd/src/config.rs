@@ -2,6 +2,7 @@
 //! `MARKETD_*` environment variables and command-line flags (clap reads both). Every
 //! value is checked at start-up so a bad setting fails fast and names itself.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,8 @@ use crate::tls::TlsFiles;
 use marketd_api::middleware::Settings;
 use marketd_api::middleware::body_limit::{BodyLimit, DEFAULT_BODY_LIMIT};
 use marketd_api::middleware::timeout::Timeouts;
+use marketd_ingest::exchange::SymbolTable;
+use marketd_ingest::exchange::symbols::Names;
 use marketd_ingest::reconcile::ReconcileConfig;
 
 /// A second: a kept answer is dropped as soon as a write is announced, and this bounds
@@ -86,6 +89,28 @@ pub struct FileConfig {
     /// Exchange series to keep current, one `[[ingest]]` table per source.
     #[serde(default)]
     pub ingest: Vec<IngestEntry>,
+    /// Exchange names of symbols, `[symbols.PEPE]` tables keyed by our symbol: they change
+    /// a default symbol's names or add a symbol.
+    #[serde(default)]
+    pub symbols: BTreeMap<String, SymbolEntry>,
+}
+
+/// One `[symbols.<SYMBOL>]` table: the symbol's name on each exchange. A name left out
+/// keeps the default (none for a new symbol); `""` means the exchange does not list it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolEntry {
+    /// Binance spot pair, e.g. `PEPEUSDT`.
+    pub binance: Option<String>,
+    /// Coinbase Exchange product id, e.g. `PEPE-USD`.
+    pub coinbase: Option<String>,
+    /// Kraken pair as requested, e.g. `PEPEUSD`.
+    pub kraken: Option<String>,
+    /// Kraken's key for the pair in its answers when it differs from `kraken`
+    /// (`XXBTZUSD` for `XBTUSD`).
+    pub kraken_response: Option<String>,
+    /// CoinGecko coin id, e.g. `pepe`.
+    pub coingecko: Option<String>,
 }
 
 /// One `[[ingest]]` table as written; [`IngestConfig`] is the checked form. Values stay
@@ -241,6 +266,11 @@ pub struct Config {
     /// OpenTelemetry trace export, from the standard `OTEL_*` variables only: they are
     /// what collectors, sidecars and operators already set.
     pub traces: Traces,
+    /// How each exchange names each symbol: the defaults with the file's `[symbols.*]`
+    /// tables applied. Every source and `marketd backfill` use it.
+    pub symbols: SymbolTable,
+    /// The `[symbols.*]` tables as applied, in symbol order, for `config check`.
+    pub symbol_overrides: Vec<(Symbol, Names)>,
 }
 
 /// The environment variable holding the webhook signing secret (`whsec_…`); never a
@@ -297,6 +327,8 @@ pub enum ConfigError {
     PriceDivergence,
     #[error("{0}")]
     Traces(String),
+    #[error("symbols.{symbol}: {message}")]
+    Symbols { symbol: String, message: String },
     #[error("ingest[{index}].{key}: {message}")]
     Ingest {
         index: usize,
@@ -352,6 +384,7 @@ impl Config {
         {
             return Err(ConfigError::DatabaseUrl(mask_url(&database_url)));
         }
+        let (symbols, symbol_overrides) = symbol_table(&file.symbols)?;
         let ingest = if serve.ingest == Some(false) {
             Vec::new()
         } else {
@@ -491,6 +524,8 @@ impl Config {
         let traces = Traces::from_env().map_err(ConfigError::Traces)?;
         Ok(Self {
             traces,
+            symbols,
+            symbol_overrides,
             response_cache: Duration::from_millis(response_cache_ms),
             tls,
             http: Settings {
@@ -521,7 +556,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\nmetrics_listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\notel_traces_endpoint = \"{}\"\n",
+            "listen = \"{}\"\nmetrics_listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\notel_traces_endpoint = \"{}\"\n{}",
             self.listen,
             self.metrics_listen
                 .map_or_else(|| "same as listen".into(), |a| a.to_string()),
@@ -573,8 +608,71 @@ impl Config {
                 .endpoint
                 .as_deref()
                 .map_or_else(|| "none".to_owned(), mask_url),
+            self.describe_symbols(),
         )
     }
+
+    /// One `symbols.X = { … }` line per `[symbols.X]` table, with the names it set.
+    fn describe_symbols(&self) -> String {
+        let mut out = String::new();
+        for (symbol, names) in &self.symbol_overrides {
+            let set: Vec<String> = [
+                ("binance", &names.binance),
+                ("coinbase", &names.coinbase),
+                ("kraken", &names.kraken),
+                ("kraken_response", &names.kraken_response),
+                ("coingecko", &names.coingecko),
+            ]
+            .into_iter()
+            .filter_map(|(key, name)| name.as_ref().map(|n| format!("{key} = {n:?}")))
+            .collect();
+            out.push_str(&format!("symbols.{symbol} = {{ {} }}\n", set.join(", ")));
+        }
+        out
+    }
+}
+
+/// The default symbol table with the file's `[symbols.*]` tables applied, each checked.
+fn symbol_table(
+    tables: &BTreeMap<String, SymbolEntry>,
+) -> Result<(SymbolTable, Vec<(Symbol, Names)>), ConfigError> {
+    let mut table = SymbolTable::default();
+    let mut applied = Vec::with_capacity(tables.len());
+    for (raw, entry) in tables {
+        let bad = |message: String| ConfigError::Symbols {
+            symbol: raw.clone(),
+            message,
+        };
+        let symbol = Symbol::parse(raw).map_err(|e| bad(format!("not a symbol: {e}")))?;
+        if applied.iter().any(|(s, _): &(Symbol, Names)| *s == symbol) {
+            return Err(bad("listed twice (symbols are not case-sensitive)".into()));
+        }
+        let names = Names {
+            binance: entry.binance.clone(),
+            coinbase: entry.coinbase.clone(),
+            kraken: entry.kraken.clone(),
+            kraken_response: entry.kraken_response.clone(),
+            coingecko: entry.coingecko.clone(),
+        };
+        if names == Names::default() {
+            return Err(bad(
+                "name at least one of binance, coinbase, kraken, kraken_response, coingecko".into(),
+            ));
+        }
+        table
+            .set_names(symbol.as_str(), &names)
+            .map_err(|message| ConfigError::Symbols {
+                symbol: format!(
+                    "{symbol}.{}",
+                    message.split_once(':').map_or("", |(k, _)| k)
+                ),
+                message: message
+                    .split_once(": ")
+                    .map_or(message.clone(), |(_, m)| m.to_owned()),
+            })?;
+        applied.push((symbol, names));
+    }
+    Ok((table, applied))
 }
 
 fn ingest_config(index: usize, entry: &IngestEntry) -> Result<IngestConfig, ConfigError> {
@@ -824,6 +922,82 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("ingest[0].source:"), "{err}");
+    }
+
+    #[test]
+    fn symbol_tables_change_and_add_names() {
+        use marketd_ingest::exchange::symbols::Source;
+
+        let config = load_file(
+            "[symbols.PEPE]\nbinance = \"PEPEUSDT\"\ncoinbase = \"PEPE-USD\"\nkraken = \"PEPEUSD\"\ncoingecko = \"pepe\"\n\n[symbols.btc]\ncoinbase = \"\"\nkraken = \"XBTUSDT\"\nkraken_response = \"XXBTZUSDT\"\n",
+        )
+        .unwrap();
+        let table = &config.symbols;
+        assert_eq!(table.source_name(Source::Binance, "PEPE"), Some("PEPEUSDT"));
+        assert_eq!(
+            table.source_name(Source::Coinbase, "PEPE"),
+            Some("PEPE-USD")
+        );
+        assert_eq!(table.source_name(Source::Kraken, "PEPE"), Some("PEPEUSD"));
+        assert_eq!(table.source_name(Source::CoinGecko, "PEPE"), Some("pepe"));
+        assert_eq!(table.source_name(Source::Coinbase, "BTC"), None, "unlisted");
+        assert_eq!(table.source_name(Source::Kraken, "BTC"), Some("XBTUSDT"));
+        assert_eq!(
+            table
+                .by_source_name(Source::Kraken, "XXBTZUSDT")
+                .map(|a| a.symbol.as_str()),
+            Some("BTC")
+        );
+        assert_eq!(
+            table.source_name(Source::Binance, "BTC"),
+            Some("BTCUSDT"),
+            "kept"
+        );
+        assert_eq!(table.source_name(Source::Binance, "ETH"), Some("ETHUSDT"));
+        let described = config.describe();
+        assert!(
+            described.contains(
+                "symbols.BTC = { coinbase = \"\", kraken = \"XBTUSDT\", kraken_response = \"XXBTZUSDT\" }\n"
+            ),
+            "{described}"
+        );
+        assert!(
+            described.contains("symbols.PEPE = { binance = \"PEPEUSDT\", coinbase = \"PEPE-USD\", kraken = \"PEPEUSD\", coingecko = \"pepe\" }\n"),
+            "{described}"
+        );
+        assert_eq!(load_file("").unwrap().symbols, SymbolTable::default());
+    }
+
+    #[test]
+    fn a_bad_symbol_table_names_its_key() {
+        for (text, message) in [
+            (
+                "[symbols.PEPE]\nbinance = \"pepe-usdt\"\n",
+                "symbols.PEPE.binance: \"pepe-usdt\" is not a name this exchange uses; expected uppercase letters and digits, such as PEPEUSDT (at most 20 characters)",
+            ),
+            (
+                "[symbols.PEPE]\ncoinbase = \"PEPE/USD\"\n",
+                "symbols.PEPE.coinbase: \"PEPE/USD\" is not a name",
+            ),
+            (
+                "[symbols.PEPE]\nkraken = \"XBTUSD\"\n",
+                "symbols.PEPE.kraken: \"XBTUSD\" already names BTC on this exchange",
+            ),
+            (
+                "[symbols.\"PE-PE\"]\nbinance = \"PEPEUSDT\"\n",
+                "symbols.PE-PE: not a symbol:",
+            ),
+            ("[symbols.PEPE]\n", "symbols.PEPE: name at least one of"),
+            (
+                "[symbols.pepe]\nbinance = \"PEPEUSDT\"\n[symbols.PEPE]\ncoingecko = \"pepe\"\n",
+                "listed twice",
+            ),
+        ] {
+            let err = load_file(text).unwrap_err().to_string();
+            assert!(err.contains(message), "{text}: {err}");
+        }
+        let err = load_file("[symbols.PEPE]\nbitstamp = \"PEPEUSD\"\n").unwrap_err();
+        assert!(err.to_string().contains("bitstamp"), "{err}");
     }
 
     #[test]

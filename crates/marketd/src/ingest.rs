@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use marketd_api::state::IngestView;
+use marketd_ingest::exchange::SymbolTable;
 use marketd_ingest::reconcile::ReconcileConfig;
 use marketd_ingest::schedule::{self, IngestJob};
 use marketd_ingest::source::Source;
@@ -24,7 +25,7 @@ type SourceKey<'a> = (SourceName, Option<&'a str>);
 /// one client. When several tables list the same symbol and interval, the first is its
 /// primary source and the later ones its fallbacks, in order; the primary's table sets
 /// the depth and poll period.
-pub fn jobs(tables: &[IngestConfig]) -> anyhow::Result<Vec<IngestJob>> {
+pub fn jobs(tables: &[IngestConfig], symbols: &SymbolTable) -> anyhow::Result<Vec<IngestJob>> {
     let mut sources: Vec<(SourceKey<'_>, Arc<dyn Source>)> = Vec::new();
     let mut jobs = Vec::new();
     for table in tables {
@@ -32,8 +33,11 @@ pub fn jobs(tables: &[IngestConfig]) -> anyhow::Result<Vec<IngestJob>> {
         let source = match sources.iter().find(|(k, _)| *k == key) {
             Some((_, source)) => Arc::clone(source),
             None => {
-                let source: Arc<dyn Source> =
-                    Arc::from(open_source(table.source, table.base_url.as_deref())?);
+                let source: Arc<dyn Source> = Arc::from(open_source(
+                    table.source,
+                    table.base_url.as_deref(),
+                    symbols,
+                )?);
                 sources.push((key, Arc::clone(&source)));
                 source
             }
@@ -168,7 +172,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "nothing to ingest: add [[ingest]] tables to the --config file (and do not set MARKETD_INGEST=false)"
         );
     }
-    let jobs = jobs(&config.ingest)?;
+    let jobs = jobs(&config.ingest, &config.symbols)?;
     let store = crate::server::open_store(&config).await?;
     let shutdown = CancellationToken::new();
     let handles = spawn(&store, jobs, config.prices, &shutdown);
@@ -215,7 +219,7 @@ mod tests {
             table(SourceName::Coinbase, &["BTC", "ETH"], 60),
             table(SourceName::Coingecko, &["BTC"], 90),
         ];
-        let jobs = jobs(&tables).unwrap();
+        let jobs = jobs(&tables, &SymbolTable::default()).unwrap();
         let listed: Vec<(&str, Vec<&str>, u64)> = jobs
             .iter()
             .map(|j| {

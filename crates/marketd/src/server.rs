@@ -64,7 +64,7 @@ pub struct Running {
 /// Starts serving on `config.listen` (port 0 picks a free one) and returns at once.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // Built before anything is spawned, so a bad source setting leaves nothing running.
-    let ingest_jobs = crate::ingest::jobs(&config.ingest)?;
+    let ingest_jobs = crate::ingest::jobs(&config.ingest, &config.symbols)?;
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(
             Certificates::load(files.clone()).context("loading the TLS certificate")?,

@@ -5,24 +5,28 @@
 
 mod changes;
 mod error;
+mod gaps;
 mod jobs;
 mod keys;
 mod leader;
 mod model;
 mod postgres;
 mod postgres_copy;
+mod postgres_gaps;
 mod postgres_jobs;
 mod postgres_keys;
 mod postgres_signals;
 mod read;
 mod signals;
 mod sqlite;
+mod sqlite_gaps;
 mod sqlite_jobs;
 mod sqlite_keys;
 mod sqlite_signals;
 
 pub use changes::{CHANNEL as CHANGES_CHANNEL, Change, Changes};
 pub use error::StoreError;
+pub use gaps::{GapStore, KnownGap};
 pub use jobs::{BacktestJob, JobStatus, JobStore};
 pub use keys::KeyStore;
 pub use leader::{Lease, lock_key};
@@ -59,7 +63,7 @@ pub enum Backend {
 /// Everything marketd persists. Implementations must behave identically; the
 /// conformance suite is the specification.
 #[async_trait]
-pub trait Store: KeyStore + JobStore + SignalStore {
+pub trait Store: KeyStore + JobStore + SignalStore + GapStore {
     fn backend(&self) -> Backend;
 
     /// A cheap round trip, for readiness checks.
@@ -77,8 +81,9 @@ pub trait Store: KeyStore + JobStore + SignalStore {
 
     /// Inserts or replaces candles keyed by (symbol, interval, open_time), all in one
     /// transaction: a retried write neither duplicates nor loses a row, and a failed one
-    /// leaves nothing behind. Candles must already be validated and aligned. Returns the
-    /// number of rows written.
+    /// leaves nothing behind. Known gaps the candles land in shrink in the same
+    /// transaction. Candles must already be validated and aligned. Returns the number of
+    /// rows written.
     async fn upsert_candles(
         &self,
         symbol: &str,

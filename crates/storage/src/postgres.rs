@@ -189,6 +189,7 @@ impl Store for PgStore {
         .bind(last.open_time)
         .execute(&mut *tx)
         .await?;
+        crate::postgres_gaps::shrink_gaps(&mut tx, symbol, interval, &candles).await?;
         tx.commit().await?;
         Ok(written)
     }

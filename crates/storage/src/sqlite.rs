@@ -172,6 +172,7 @@ impl Store for SqliteStore {
         .bind(last.open_time)
         .execute(&mut *tx)
         .await?;
+        crate::sqlite_gaps::shrink_gaps(&mut tx, symbol, interval, &candles).await?;
         tx.commit().await?;
         self.feed.publish(Change::Candles);
         Ok(written)

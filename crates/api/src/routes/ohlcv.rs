@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use marketd_domain::{Bar, Interval, Symbol, write_rfc3339_ms};
-use marketd_storage::{CandleRange, SourceChoice, read_bars, stream_bars};
+use marketd_storage::{CandleRange, KnownGap, SourceChoice, read_bars, stream_bars};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
@@ -113,6 +113,40 @@ pub struct OhlcvMeta {
     pub missing_count: u64,
     /// Open times of the first missing buckets (at most 100).
     pub missing: Vec<Timestamp>,
+    /// Known gaps in the window, clipped to it: ranges of `source_interval` buckets that
+    /// the named sources were asked for and did not have. They stay empty; buckets
+    /// missing outside them may simply not have been fetched yet.
+    pub gaps: Vec<GapOut>,
+}
+
+/// A range of buckets no source asked has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GapOut {
+    /// Open time of the first missing bucket (inclusive).
+    pub start: Timestamp,
+    /// Open time just past the last missing bucket (exclusive).
+    pub end: Timestamp,
+    /// The sources that answered without these buckets, in the order they were asked.
+    #[schema(example = json!(["binance", "coinbase"]))]
+    pub sources: Vec<String>,
+    /// How many times the range was asked for and still missing.
+    #[schema(example = 1)]
+    pub attempts: u64,
+    /// When the buckets were first found missing.
+    pub detected_at: Timestamp,
+    /// When the sources were last asked.
+    pub checked_at: Timestamp,
+}
+
+fn gap_out(gap: KnownGap, from: i64, to: i64) -> GapOut {
+    GapOut {
+        start: Timestamp(gap.start.max(from)),
+        end: Timestamp(gap.end.min(to)),
+        sources: gap.sources,
+        attempts: u64::try_from(gap.attempts).unwrap_or(0),
+        detected_at: Timestamp(gap.detected_at),
+        checked_at: Timestamp(gap.checked_at),
+    }
 }
 
 /// A page of candles.
@@ -232,7 +266,8 @@ fn candle_out(bar: Bar, step: i64, now: i64) -> CandleOut {
 /// stored are derived from the finest stored interval that covers the window (open =
 /// first, high = max, low = min, close = last, volume = sum; `count` tells how many stored
 /// candles each row holds). `meta` reports how many buckets the page's window should
-/// hold, how many it returned and which are missing: nothing is forward-filled.
+/// hold, how many it returned and which are missing: nothing is forward-filled. Missing
+/// buckets that every source was asked for and lacks are listed in `meta.gaps`.
 ///
 /// Pages hold up to `limit` candles; follow `next_cursor` (or the `Link` header) to walk
 /// a range, which returns every candle exactly once. With `Accept: text/csv` or
@@ -297,6 +332,19 @@ pub async fn ohlcv_get(
         .unwrap_or_else(|| window.end.min(open_bucket_end));
     let (expected, missing_count, missing) =
         missing_buckets(&page.bars, window.page_start, page_end, step);
+    let derived = matches!(choice, SourceChoice::Derived(_));
+    let gaps = match choice.source_interval(interval) {
+        // A native page with every bucket present cannot overlap a gap, so it costs no
+        // query; a derived bucket may lack some of its finer candles and still be present.
+        Some(stored) if missing_count > 0 || derived => state
+            .store
+            .gaps(symbol.as_str(), stored, window.page_start, page_end)
+            .await?
+            .into_iter()
+            .map(|g| gap_out(g, window.page_start, page_end))
+            .collect(),
+        _ => Vec::new(),
+    };
     let next_cursor = page
         .next_start
         .map(|next| window::next_cursor(&symbol, interval, &window, next));
@@ -304,13 +352,14 @@ pub async fn ohlcv_get(
         symbol: symbol.to_string(),
         interval: interval.into(),
         source_interval: choice.source_interval(interval).map(IntervalName::from),
-        derived: matches!(choice, SourceChoice::Derived(_)),
+        derived,
         window_start: Timestamp(window.page_start),
         window_end: Timestamp(page_end.max(window.page_start)),
         expected,
         returned: page.bars.len() as u64,
         missing_count,
         missing,
+        gaps,
     };
     let data: Vec<CandleOut> = page
         .bars

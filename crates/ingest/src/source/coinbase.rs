@@ -1,16 +1,19 @@
-//! Coinbase Exchange: product candles 300 at a time. Coinbase has no 4h or 1w buckets;
-//! those are built from 1h and 1d candles.
+//! Coinbase Exchange: product candles 300 at a time, and latest prices from each
+//! product's ticker and 24-hour stats. Coinbase has no 4h or 1w buckets; those are built
+//! from 1h and 1d candles.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use marketd_domain::{Interval, LatestPrice, format_rfc3339_ms};
 
+use serde_json::{Map, Value};
+
 use super::{
-    CandlePage, Exchange, Source, SourceError, aggregate_candles, first_window, keep_between,
-    now_ms,
+    CandlePage, Exchange, Rejected, Source, SourceError, aggregate_candles, first_window,
+    keep_between, names_on, now_ms, prices_for_us,
 };
-use crate::exchange::{SymbolTable, coinbase};
+use crate::exchange::{Parsed, SymbolTable, coinbase};
 use crate::resilience::{Call, RateLimit, SourceStats, Upstream, UpstreamConfig};
 
 /// Coinbase Exchange's public REST API.
@@ -45,6 +48,25 @@ impl Coinbase {
         })
     }
 
+    /// `GET /products/{product}/{what}` as a JSON object.
+    async fn object(&self, product: &str, what: &str) -> Result<Map<String, Value>, SourceError> {
+        let path = ["products", product, what];
+        let route = match what {
+            "ticker" => "/products/{product}/ticker",
+            "stats" => "/products/{product}/stats",
+            _ => "/products/{product}/{what}",
+        };
+        let call = Call {
+            path: &path,
+            route,
+            query: Vec::new(),
+            cost: 1,
+        };
+        self.http
+            .get(&call, |body| Ok(coinbase::parse_object(body)?))
+            .await
+    }
+
     /// The granularity requested for `interval`: itself when Coinbase offers it, else the
     /// finer one it is aggregated from.
     pub fn fetched_interval(interval: Interval) -> Interval {
@@ -53,6 +75,16 @@ impl Coinbase {
             Interval::W1 => Interval::D1,
             other => other,
         }
+    }
+}
+
+/// An answer about one product that says nothing about the others: its payload was
+/// refused, or the request for it was (a product Coinbase no longer lists answers 404).
+fn refuses_only_this_product(err: &SourceError) -> bool {
+    match err {
+        SourceError::Payload(_) => true,
+        SourceError::Status { status, .. } => (400..500).contains(status) && *status != 429,
+        _ => false,
     }
 }
 
@@ -111,10 +143,39 @@ impl Source for Coinbase {
         })
     }
 
-    /// Not offered yet: the ticker carries no 24-hour open, and the 24-hour stats carry no
-    /// time. CoinGecko and Binance serve prices.
-    async fn latest_prices(&self, _symbols: &[String]) -> Result<Vec<LatestPrice>, SourceError> {
-        Err(SourceError::Unsupported)
+    /// Two requests per product: the ticker for the last trade and its time, the stats for
+    /// the 24-hour open, range and volume. A product whose answer is refused (an error
+    /// envelope, a bad or missing value) is left out with its reason, and the others are
+    /// kept; a failure of the upstream itself fails the call.
+    async fn latest_prices(&self, symbols: &[String]) -> Result<Vec<LatestPrice>, SourceError> {
+        let products = names_on(&self.symbols, Exchange::Coinbase, symbols);
+        let mut parsed = Parsed::default();
+        for (index, product) in products.into_iter().enumerate() {
+            let fetched = async {
+                let ticker = self.object(product, "ticker").await?;
+                let stats = self.object(product, "stats").await?;
+                Ok::<_, SourceError>(coinbase::product_price(product, &ticker, &stats))
+            };
+            let reason = match fetched.await {
+                Ok(Ok(price)) => {
+                    parsed.rows.push(price);
+                    continue;
+                }
+                Ok(Err(reason)) => reason,
+                Err(err) if refuses_only_this_product(&err) => err.to_string(),
+                Err(err) => return Err(err),
+            };
+            parsed.rejected.push(Rejected {
+                index,
+                reason: format!("{product}: {reason}"),
+            });
+        }
+        Ok(prices_for_us(
+            &self.http,
+            &self.symbols,
+            Exchange::Coinbase,
+            parsed,
+        ))
     }
 
     fn stats(&self) -> SourceStats {

@@ -1,6 +1,7 @@
 //! Kraken: OHLC entries resumed with the `last` cursor. Kraken serves only its 720 most
 //! recent entries per interval, whatever `since` says, so older history is not available
 //! here; and its weekly buckets are not Monday-aligned, so weeks are built from days.
+//! Latest prices of every pair come from one ticker request.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use marketd_domain::{Interval, LatestPrice};
 
 use super::{
     CandlePage, Exchange, Source, SourceError, aggregate_candles, first_window, keep_between,
-    now_ms,
+    names_on, now_ms, prices_for_us,
 };
 use crate::exchange::kraken::{self, Ohlc};
 use crate::exchange::{PayloadError, SymbolTable};
@@ -56,8 +57,8 @@ impl Kraken {
 
     /// Kraken answers 200 to everything and puts failures in its `error` array; the ones
     /// that mean "busy" or "slow down" are worth retrying.
-    fn parse(&self, body: &[u8], interval: Interval, asked: &str) -> Result<Ohlc, SourceError> {
-        let ohlc = kraken::parse_ohlc(body, interval, now_ms()).map_err(|e| match e {
+    fn upstream_error(&self, error: PayloadError) -> SourceError {
+        match error {
             PayloadError::Upstream(m) if m.contains("EService:") => SourceError::Unavailable(m),
             PayloadError::Upstream(m)
                 if m.contains("EAPI:Rate limit") || m.contains("EGeneral:Too many requests") =>
@@ -68,7 +69,13 @@ impl Kraken {
                 }
             }
             other => other.into(),
-        })?;
+        }
+    }
+
+    /// An OHLC answer, which must be for the pair asked.
+    fn parse(&self, body: &[u8], interval: Interval, asked: &str) -> Result<Ohlc, SourceError> {
+        let ohlc =
+            kraken::parse_ohlc(body, interval, now_ms()).map_err(|e| self.upstream_error(e))?;
         let answered = self.symbols.by_source_name(Exchange::Kraken, &ohlc.pair);
         if answered.is_none_or(|asset| asset.kraken.as_deref() != Some(asked)) {
             return Err(PayloadError::Shape(format!(
@@ -149,10 +156,31 @@ impl Source for Kraken {
         })
     }
 
-    /// Not offered yet: Kraken's ticker reports today's open, not the open 24 hours ago.
-    /// CoinGecko and Binance serve prices.
-    async fn latest_prices(&self, _symbols: &[String]) -> Result<Vec<LatestPrice>, SourceError> {
-        Err(SourceError::Unsupported)
+    /// Every pair in one request. Kraken's ticker has no 24-hour open: `open_24h` is the
+    /// open at 00:00 UTC today (see [`kraken::parse_ticker`]).
+    async fn latest_prices(&self, symbols: &[String]) -> Result<Vec<LatestPrice>, SourceError> {
+        let pairs = names_on(&self.symbols, Exchange::Kraken, symbols);
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let call = Call {
+            path: &["0", "public", "Ticker"],
+            route: "/0/public/Ticker",
+            query: vec![("pair", pairs.join(","))],
+            cost: 1,
+        };
+        let parsed = self
+            .http
+            .get(&call, |body| {
+                kraken::parse_ticker(body, now_ms()).map_err(|e| self.upstream_error(e))
+            })
+            .await?;
+        Ok(prices_for_us(
+            &self.http,
+            &self.symbols,
+            Exchange::Kraken,
+            parsed,
+        ))
     }
 
     fn stats(&self) -> SourceStats {

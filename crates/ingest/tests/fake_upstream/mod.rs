@@ -1,5 +1,5 @@
 //! A stand-in for the exchanges' public endpoints on 127.0.0.1: Binance klines and ticker,
-//! Coinbase candles, Kraken OHLC and CoinGecko simple price, each in its documented shape
+//! Coinbase candles, ticker and stats, Kraken OHLC and ticker, and CoinGecko simple price, each in its documented shape
 //! and with its documented paging rules, so a client bug shows up as a wrong answer here
 //! just as it would upstream. Faults are queued per test and each request takes the next.
 
@@ -63,6 +63,10 @@ struct Inner {
     tickers: HashMap<String, Value>,
     /// CoinGecko quotes by coin id.
     quotes: HashMap<String, Value>,
+    /// Coinbase ticker and stats objects by product id.
+    coinbase_tickers: HashMap<String, (Value, Value)>,
+    /// Kraken ticker objects by requested pair: the answer's key and the object.
+    kraken_tickers: HashMap<String, (String, Value)>,
     /// Kraken's answer key for a requested pair, when it differs.
     kraken_keys: HashMap<String, String>,
     /// Entries per Kraken answer.
@@ -159,6 +163,20 @@ impl FakeUpstream {
             "last_updated_at": updated_s,
         });
         self.lock().quotes.insert(id.to_owned(), quote);
+    }
+
+    /// A Coinbase product's `/ticker` and `/stats` answers, as given.
+    pub fn coinbase_ticker(&self, product: &str, ticker: Value, stats: Value) {
+        self.lock()
+            .coinbase_tickers
+            .insert(product.to_owned(), (ticker, stats));
+    }
+
+    /// A Kraken pair's ticker object, answered under `key` when `pair` is asked for.
+    pub fn kraken_ticker(&self, pair: &str, key: &str, ticker: Value) {
+        self.lock()
+            .kraken_tickers
+            .insert(pair.to_owned(), (key.to_owned(), ticker));
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -260,6 +278,14 @@ fn route(inner: &Inner, path: &str, q: &HashMap<String, String>) -> Response {
         ["", "api", "v3", "klines"] => binance_klines(inner, q),
         ["", "api", "v3", "ticker", "24hr"] => binance_ticker(inner, q),
         ["", "products", product, "candles"] => coinbase_candles(inner, product, q),
+        ["", "products", product, what @ ("ticker" | "stats")] => {
+            match inner.coinbase_tickers.get(*product) {
+                Some((ticker, _)) if *what == "ticker" => json_body(ticker.to_string()),
+                Some((_, stats)) => json_body(stats.to_string()),
+                None => error(404, &json!({"message": "NotFound"})),
+            }
+        }
+        ["", "0", "public", "Ticker"] => kraken_ticker(inner, q),
         ["", "0", "public", "OHLC"] => kraken_ohlc(inner, q),
         ["", "api", "v3", "simple", "price"] => coingecko_price(inner, q),
         _ => error(404, &json!({"message": "NotFound"})),
@@ -403,6 +429,25 @@ pub fn kraken_row(c: &Candle) -> Value {
         c.volume.to_string(),
         7
     ])
+}
+
+/// Kraken: every pair asked for, or an error for the whole request if one is unknown.
+fn kraken_ticker(inner: &Inner, q: &HashMap<String, String>) -> Response {
+    let Some(pairs) = q.get("pair") else {
+        return json_body(json!({"error": ["EGeneral:Invalid arguments"]}).to_string());
+    };
+    let mut result = serde_json::Map::new();
+    for pair in pairs.split(',') {
+        match inner.kraken_tickers.get(pair) {
+            Some((key, ticker)) => {
+                result.insert(key.clone(), ticker.clone());
+            }
+            None => {
+                return json_body(json!({"error": ["EQuery:Unknown asset pair"]}).to_string());
+            }
+        }
+    }
+    json_body(json!({"error": [], "result": result}).to_string())
 }
 
 fn coingecko_price(inner: &Inner, q: &HashMap<String, String>) -> Response {
