@@ -318,10 +318,12 @@ run_backend() {
 
   API_KEY="$("$BIN" keys create --database-url "$url" --name load --scopes prices:read,signals:read \
     --rate-limit 10000000 2>/dev/null)" || die "$name: could not create a key"
-  log "$name: second start (existing database)"
-  start_server "$name" "$port" "$url" "$@"
+  log "$name: second start (existing database, response cache off)"
+  MARKETD_RESPONSE_CACHE_MS=0 start_server "$name" "$port" "$url" "$@"
   second="$STARTUP_MS"
   log "$name: second start ${second} ms"
+  sleep 2
+  NOTES+=("$name: idle RSS 2 s after the second start: $(current_rss_mib "$SERVER_PID") MiB")
 
   check_prices "$port"
   check_ohlcv_page "$port"
@@ -413,7 +415,7 @@ fi
   echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes)')"
   echo "- machine: $(nproc) cores, $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
   echo "- load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency after a $WARMUP warm-up, over 127.0.0.1, client on the same machine"
-  echo "- prices: GET $PRICES_PATH; prices304: the same with If-None-Match of its ETag (304s)"
+  echo "- prices: GET $PRICES_PATH, response cache off (MARKETD_RESPONSE_CACHE_MS=0), so every answer is computed; prices304: the same with If-None-Match of its ETag (304s)"
   echo "- indicators500: GET $INDICATORS_PATH"
   echo "- bad_key: GET $PRICES_PATH with a well-formed unknown key (401, then 429 once the per-address failure limit is reached)"
   echo "- nginx: the prices answer's bytes as a static file from nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on the same machine, the ceiling for an HTTP GET here"
