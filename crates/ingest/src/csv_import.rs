@@ -2,14 +2,14 @@
 //! columns in any order, extra columns ignored) or Binance's kline files (no header,
 //! `open_time,open,high,low,close,volume,close_time,…`).
 //!
-//! An import is atomic: the whole file is parsed and checked first, then written in one
-//! transaction. A file with bad rows writes nothing unless the caller chooses to skip
-//! them, and an interrupted import leaves the database as it was.
+//! An import is atomic: the whole file is written in one transaction, which commits only
+//! once every row has been read and checked. A file with bad rows writes nothing unless
+//! the caller chooses to skip them, and an interrupted import leaves the database as it
+//! was.
 
 use std::io::Read;
 
 use marketd_domain::{Candle, Interval, parse_timestamp};
-use marketd_storage::{Store, StoreError};
 
 /// Binance's spot files switched from milliseconds to microseconds in 2025; any open
 /// time above this (year 5138 in milliseconds) must be microseconds.
@@ -40,22 +40,37 @@ pub enum ImportError {
     Read(#[from] csv::Error),
     #[error("the header names no column `{0}`; expected open_time,open,high,low,close,volume")]
     MissingColumn(&'static str),
-    #[error("{0} rows are invalid; nothing was imported")]
-    BadRows(u64),
-    #[error("the file holds no candles")]
-    Empty,
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// Parses and checks every row for `interval`.
 pub fn parse_csv(reader: impl Read, interval: Interval) -> Result<ParsedCsv, ImportError> {
+    let mut candles = Vec::new();
+    let mut parsed = parse_csv_in_batches(reader, interval, |batch| {
+        candles.extend(batch);
+        true
+    })?;
+    parsed.candles = candles;
+    Ok(parsed)
+}
+
+/// Good rows per batch of [`parse_csv_in_batches`].
+pub const BATCH_ROWS: usize = 50_000;
+
+/// Parses and checks every row for `interval`, handing the good ones to `take` in
+/// batches of [`BATCH_ROWS`] as it goes, so they can be written while the rest is read.
+/// `take` answers whether to go on. The result holds the bad rows, not the candles.
+pub fn parse_csv_in_batches(
+    reader: impl Read,
+    interval: Interval,
+    mut take: impl FnMut(Vec<Candle>) -> bool,
+) -> Result<ParsedCsv, ImportError> {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(reader);
     let mut parsed = ParsedCsv::default();
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
     let mut positions: Option<[usize; 6]> = None;
     let mut record = csv::StringRecord::new();
     let mut first = true;
@@ -74,7 +89,17 @@ pub fn parse_csv(reader: impl Read, interval: Interval) -> Result<ParsedCsv, Imp
         }
         let columns = positions.unwrap_or([0, 1, 2, 3, 4, 5]);
         match parse_row(&record, columns, interval) {
-            Ok(candle) => parsed.candles.push(candle),
+            Ok(candle) => {
+                batch.push(candle);
+                if batch.len() == BATCH_ROWS
+                    && !take(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(BATCH_ROWS),
+                    ))
+                {
+                    return Ok(parsed);
+                }
+            }
             Err(reason) => {
                 parsed.bad_row_count += 1;
                 if parsed.bad_rows.len() < MAX_REPORTED_BAD_ROWS {
@@ -82,6 +107,9 @@ pub fn parse_csv(reader: impl Read, interval: Interval) -> Result<ParsedCsv, Imp
                 }
             }
         }
+    }
+    if !batch.is_empty() {
+        take(batch);
     }
     Ok(parsed)
 }
@@ -137,27 +165,6 @@ fn parse_row(
     };
     candle.validate_for(interval).map_err(|e| e.to_string())?;
     Ok(candle)
-}
-
-/// Writes parsed candles in one transaction. With bad rows present, writes nothing
-/// unless `skip_bad_rows`.
-pub async fn write_parsed(
-    store: &dyn Store,
-    symbol: &str,
-    interval: Interval,
-    source: &str,
-    parsed: &ParsedCsv,
-    skip_bad_rows: bool,
-) -> Result<u64, ImportError> {
-    if parsed.bad_row_count > 0 && !skip_bad_rows {
-        return Err(ImportError::BadRows(parsed.bad_row_count));
-    }
-    if parsed.candles.is_empty() {
-        return Err(ImportError::Empty);
-    }
-    Ok(store
-        .upsert_candles(symbol, interval, source, &parsed.candles)
-        .await?)
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A stored value no longer parses; a defect or a hand-edited database.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A streamed write whose sender went away before committing; nothing was written.
+    #[error("the write was abandoned before it was complete; nothing was written")]
+    Aborted,
     #[error("database URL must start with sqlite:// or postgres://")]
     UnsupportedUrl,
 }

@@ -92,6 +92,28 @@ pub trait Store: KeyStore + JobStore + SignalStore + GapStore {
         candles: &[Candle],
     ) -> Result<u64>;
 
+    /// The same write as [`Store::upsert_candles`] of everything `batches` brings, made once
+    /// [`CandleBatch::Commit`] arrives; if the sender goes away first, nothing is written
+    /// and the answer is [`StoreError::Aborted`]. Lets a caller write while it is still
+    /// reading its input: Postgres streams the rows into the table as they come.
+    async fn upsert_candle_batches(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        source: &str,
+        mut batches: tokio::sync::mpsc::Receiver<CandleBatch>,
+    ) -> Result<u64> {
+        let mut all = Vec::new();
+        loop {
+            match batches.recv().await {
+                Some(CandleBatch::Rows(rows)) => all.extend(rows),
+                Some(CandleBatch::Commit) => break,
+                None => return Err(StoreError::Aborted),
+            }
+        }
+        self.upsert_candles(symbol, interval, source, &all).await
+    }
+
     /// Natively stored candles with `start <= open_time < end`, ascending, at most `limit`.
     async fn candles(
         &self,
@@ -121,6 +143,16 @@ pub trait Store: KeyStore + JobStore + SignalStore + GapStore {
 
     /// Closes the pool, waiting for checked-out connections to return.
     async fn close(&self);
+}
+
+/// One message of a streamed candle write; see [`Store::upsert_candle_batches`].
+#[derive(Debug)]
+pub enum CandleBatch {
+    /// Validated, aligned candles, in any order; a later duplicate wins, as in one
+    /// `upsert_candles`.
+    Rows(Vec<Candle>),
+    /// Everything was sent: write it.
+    Commit,
 }
 
 /// Opens the store a URL names: `sqlite://path` (created when missing) or `postgres://…`.

@@ -56,6 +56,37 @@ impl PgStore {
     }
 }
 
+/// The bookkeeping of a candle write, in its transaction: the series' range and revision
+/// (which also announces the write) and the known gaps the candles fill. `candles` are
+/// ascending and deduplicated.
+pub(crate) async fn record_series_write(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    symbol: &str,
+    interval: Interval,
+    candles: &[Candle],
+) -> Result<()> {
+    let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO series (symbol, period, first_open_time, last_open_time,
+             revision, signals_dirty_from)
+         VALUES ($1, $2, $3, $4, 1, $3)
+         ON CONFLICT (symbol, period) DO UPDATE SET
+             first_open_time = LEAST(series.first_open_time, excluded.first_open_time),
+             last_open_time = GREATEST(series.last_open_time, excluded.last_open_time),
+             revision = series.revision + 1,
+             signals_dirty_from = LEAST(series.signals_dirty_from, excluded.signals_dirty_from)",
+    )
+    .bind(symbol)
+    .bind(interval.as_str())
+    .bind(first.open_time)
+    .bind(last.open_time)
+    .execute(&mut **tx)
+    .await?;
+    crate::postgres_gaps::shrink_gaps(tx, symbol, interval, candles).await
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> Backend {
@@ -127,9 +158,9 @@ impl Store for PgStore {
         candles: &[Candle],
     ) -> Result<u64> {
         let candles = dedupe_candles(candles);
-        let (Some(first), Some(last)) = (candles.first(), candles.last()) else {
+        if candles.is_empty() {
             return Ok(0);
-        };
+        }
         let updated_at = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
@@ -173,23 +204,7 @@ impl Store for PgStore {
                 .rows_affected();
             }
         }
-        sqlx::query(
-            "INSERT INTO series (symbol, period, first_open_time, last_open_time,
-                 revision, signals_dirty_from)
-             VALUES ($1, $2, $3, $4, 1, $3)
-             ON CONFLICT (symbol, period) DO UPDATE SET
-                 first_open_time = LEAST(series.first_open_time, excluded.first_open_time),
-                 last_open_time = GREATEST(series.last_open_time, excluded.last_open_time),
-                 revision = series.revision + 1,
-                 signals_dirty_from = LEAST(series.signals_dirty_from, excluded.signals_dirty_from)",
-        )
-        .bind(symbol)
-        .bind(interval.as_str())
-        .bind(first.open_time)
-        .bind(last.open_time)
-        .execute(&mut *tx)
-        .await?;
-        crate::postgres_gaps::shrink_gaps(&mut tx, symbol, interval, &candles).await?;
+        record_series_write(&mut tx, symbol, interval, &candles).await?;
         tx.commit().await?;
         Ok(written)
     }
@@ -263,6 +278,16 @@ impl Store for PgStore {
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
         }
+    }
+
+    async fn upsert_candle_batches(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        source: &str,
+        batches: tokio::sync::mpsc::Receiver<crate::CandleBatch>,
+    ) -> Result<u64> {
+        crate::postgres_copy::stream_candles(&self.pool, symbol, interval, source, batches).await
     }
 
     fn changes(&self) -> Changes {

@@ -8,9 +8,10 @@
 //! `INSERT … SELECT … ON CONFLICT` from it.
 
 use marketd_domain::{Candle, Interval};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tokio::sync::mpsc;
 
-use crate::Result;
+use crate::{CandleBatch, Result, StoreError};
 
 /// Fewer rows than this go through UNNEST upserts: COPY's set-up costs more than it saves.
 pub(crate) const COPY_FROM_ROWS: usize = 20_000;
@@ -181,6 +182,99 @@ async fn upsert_through_staging(
     .execute(&mut **tx)
     .await?
     .rows_affected();
+    Ok(written)
+}
+
+/// [`crate::Store::upsert_candle_batches`] on Postgres: each batch is copied into
+/// `candles` as it arrives, so the caller's reading and the server's writing overlap.
+/// The rows are also kept, because COPY cannot upsert: when they meet stored rows (or
+/// repeat an open time), the copy is rolled back to a savepoint and the kept rows take
+/// the upsert path.
+pub(crate) async fn stream_candles(
+    pool: &PgPool,
+    symbol: &str,
+    interval: Interval,
+    source: &str,
+    mut batches: mpsc::Receiver<CandleBatch>,
+) -> Result<u64> {
+    let updated_at = crate::now_ms();
+    let mut tx = pool.begin().await?;
+    sqlx::query("SAVEPOINT bulk_copy").execute(&mut *tx).await?;
+    let mut kept: Vec<Candle> = Vec::new();
+    let shared = SeriesRows {
+        symbol,
+        interval,
+        source,
+        updated_at,
+        candles: &[],
+    };
+    let mut committed = false;
+    let copied: Result<u64> = async {
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY candles (symbol, period, open_time, open, high, low, close, volume,
+                               source, updated_at) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let mut buf = HEADER.to_vec();
+        loop {
+            match batches.recv().await {
+                Some(CandleBatch::Rows(rows)) => {
+                    // Kept before sending: a failed send still leaves them for the upsert.
+                    let from = kept.len();
+                    kept.extend(rows);
+                    full_tuples(&mut buf, &shared, &kept[from..]);
+                    copy.send(std::mem::take(&mut buf)).await?;
+                }
+                Some(CandleBatch::Commit) => {
+                    committed = true;
+                    break;
+                }
+                None => {
+                    // The transaction rolls back when dropped; the copy must end first.
+                    let _ = copy.abort("the import was abandoned").await;
+                    return Err(StoreError::Aborted);
+                }
+            }
+        }
+        buf.extend_from_slice(TRAILER);
+        copy.send(buf).await?;
+        Ok(copy.finish().await?)
+    }
+    .await;
+    if matches!(copied, Err(StoreError::Conflict)) && !committed {
+        // The copy failed before every batch came: take the rest.
+        loop {
+            match batches.recv().await {
+                Some(CandleBatch::Rows(rows)) => kept.extend(rows),
+                Some(CandleBatch::Commit) => break,
+                None => return Err(StoreError::Aborted),
+            }
+        }
+    }
+    let candles = crate::dedupe_candles(&kept);
+    drop(kept);
+    let written = match copied {
+        Ok(written) => {
+            sqlx::query("RELEASE SAVEPOINT bulk_copy")
+                .execute(&mut *tx)
+                .await?;
+            written
+        }
+        Err(StoreError::Conflict) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT bulk_copy")
+                .execute(&mut *tx)
+                .await?;
+            let rows = SeriesRows {
+                candles: &candles,
+                ..shared
+            };
+            upsert_through_staging(&mut tx, &rows).await?
+        }
+        Err(err) => return Err(err),
+    };
+    crate::postgres::record_series_write(&mut tx, symbol, interval, &candles).await?;
+    tx.commit().await?;
     Ok(written)
 }
 

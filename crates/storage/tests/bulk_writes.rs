@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use marketd_domain::{Candle, Interval};
-use marketd_storage::{ConnectOptions, Store};
+use marketd_storage::{CandleBatch, ConnectOptions, Store, StoreError};
 use sqlx::Connection as _;
 
 const MINUTE: i64 = 60_000;
@@ -21,7 +21,10 @@ const ROWS: i64 = 30_000;
 
 marketd_testkit::store_suite!(
     a_large_write_into_an_empty_range_stores_every_row,
-    a_large_write_over_stored_rows_replaces_them
+    a_large_write_over_stored_rows_replaces_them,
+    streamed_batches_write_what_one_upsert_would,
+    streamed_batches_over_stored_rows_replace_them,
+    abandoned_batches_write_nothing
 );
 
 fn candle(i: i64, bump: f64) -> Candle {
@@ -153,4 +156,87 @@ async fn postgres_bulk_write_survives_a_racing_writer() {
         candles
     );
     store.close().await;
+}
+
+/// Sends `batches` then, when `commit`, the word to write; runs beside the write.
+fn feed(batches: Vec<Vec<Candle>>, commit: bool) -> tokio::sync::mpsc::Receiver<CandleBatch> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        for batch in batches {
+            sender.send(CandleBatch::Rows(batch)).await.unwrap();
+        }
+        if commit {
+            sender.send(CandleBatch::Commit).await.unwrap();
+        }
+    });
+    receiver
+}
+
+async fn streamed_batches_write_what_one_upsert_would(store: Arc<dyn Store>) {
+    let all: Vec<Candle> = (0..ROWS).map(|i| candle(i, 0.0)).collect();
+    let third = (ROWS / 3) as usize;
+    // Out of order across batches, and one open time sent twice: the later one wins.
+    let mut late = candle(5, 7.0);
+    late.volume = 99.0;
+    let batches = vec![
+        all[third..2 * third].to_vec(),
+        all[..third].to_vec(),
+        [all[2 * third..].to_vec(), vec![late]].concat(),
+    ];
+    let written = store
+        .upsert_candle_batches("BTC", Interval::M1, "import", feed(batches, true))
+        .await
+        .unwrap();
+    assert_eq!(written, ROWS as u64);
+    let mut expected = all.clone();
+    expected[5] = late;
+    let rows = stored(store.as_ref()).await;
+    assert_eq!(
+        rows.into_iter().map(|(c, _)| c).collect::<Vec<_>>(),
+        expected
+    );
+    let series = store.series(Some("BTC")).await.unwrap();
+    assert_eq!(
+        (series[0].first_open_time, series[0].last_open_time),
+        (ORIGIN, ORIGIN + (ROWS - 1) * MINUTE)
+    );
+}
+
+async fn streamed_batches_over_stored_rows_replace_them(store: Arc<dyn Store>) {
+    let first: Vec<Candle> = (0..ROWS).map(|i| candle(i, 0.0)).collect();
+    store
+        .upsert_candles("BTC", Interval::M1, "a", &first)
+        .await
+        .unwrap();
+    let second: Vec<Candle> = (ROWS / 2..ROWS + ROWS / 2)
+        .map(|i| candle(i, 3.0))
+        .collect();
+    let batches = second.chunks(7_000).map(<[Candle]>::to_vec).collect();
+    let written = store
+        .upsert_candle_batches("BTC", Interval::M1, "b", feed(batches, true))
+        .await
+        .unwrap();
+    assert_eq!(written, ROWS as u64);
+    let expected: Vec<(Candle, String)> = first[..(ROWS / 2) as usize]
+        .iter()
+        .map(|c| (*c, "a".to_owned()))
+        .chain(second.iter().map(|c| (*c, "b".to_owned())))
+        .collect();
+    assert_eq!(stored(store.as_ref()).await, expected);
+}
+
+async fn abandoned_batches_write_nothing(store: Arc<dyn Store>) {
+    let batch: Vec<Candle> = (0..ROWS).map(|i| candle(i, 0.0)).collect();
+    let result = store
+        .upsert_candle_batches("BTC", Interval::M1, "import", feed(vec![batch], false))
+        .await;
+    assert!(matches!(result, Err(StoreError::Aborted)), "{result:?}");
+    assert!(stored(store.as_ref()).await.is_empty());
+    assert!(store.series(Some("BTC")).await.unwrap().is_empty());
+    // The connection it used is fit for the next write.
+    store
+        .upsert_candles("BTC", Interval::M1, "after", &[candle(0, 0.0)])
+        .await
+        .unwrap();
+    assert_eq!(stored(store.as_ref()).await.len(), 1);
 }
