@@ -79,6 +79,10 @@ pub trait Store: KeyStore + JobStore + SignalStore + GapStore {
     /// The stored (symbol, interval) series, optionally for one symbol only.
     async fn series(&self, symbol: Option<&str>) -> Result<Vec<SeriesInfo>>;
 
+    /// One asset and its stored series, in one round trip: every candle read needs both.
+    /// `None` when no asset has the symbol.
+    async fn asset_with_series(&self, symbol: &str) -> Result<Option<(Asset, Vec<SeriesInfo>)>>;
+
     /// Inserts or replaces candles keyed by (symbol, interval, open_time), all in one
     /// transaction: a retried write neither duplicates nor loses a row, and a failed one
     /// leaves nothing behind. Known gaps the candles land in shrink in the same

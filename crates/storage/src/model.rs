@@ -71,6 +71,35 @@ pub(crate) fn price_from_row(row: PriceRow) -> LatestPrice {
 
 pub(crate) type AssetRow = (String, String, String, String, i64);
 
+/// An asset joined to one of its series; the series columns are NULL when none is stored.
+pub(crate) type AssetSeriesRow = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// Folds the rows of an asset joined to its series; `None` when there are no rows.
+pub(crate) fn asset_with_series_from_rows(
+    rows: Vec<AssetSeriesRow>,
+) -> Option<(Asset, Vec<SeriesInfo>)> {
+    let mut asset = None;
+    let mut series = Vec::with_capacity(rows.len());
+    for (symbol, name, quote, sources, created_at, period, first, last) in rows {
+        if let (Some(period), Some(first), Some(last)) = (period, first, last) {
+            series.push((symbol.clone(), period, first, last));
+        }
+        if asset.is_none() {
+            asset = Some(asset_from_row((symbol, name, quote, sources, created_at)));
+        }
+    }
+    Some((asset?, crate::read::series_from_rows(series)))
+}
+
 pub(crate) fn asset_from_row(row: AssetRow) -> Asset {
     let (symbol, name, quote, sources, created_at) = row;
     Asset {

@@ -9,7 +9,8 @@ use sqlx::{Executor, PgPool};
 
 use crate::changes::{ChangeFeed, Changes, listen_postgres};
 use crate::model::{
-    AssetRow, CandleRow, PriceRow, asset_from_row, bar_from_row, join_sources, price_from_row,
+    AssetRow, AssetSeriesRow, CandleRow, PriceRow, asset_from_row, asset_with_series_from_rows,
+    bar_from_row, join_sources, price_from_row,
 };
 use crate::postgres_copy::{COPY_FROM_ROWS, SeriesRows, copy_candles};
 use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
@@ -151,6 +152,19 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(crate::read::series_from_rows(rows))
+    }
+
+    async fn asset_with_series(&self, symbol: &str) -> Result<Option<(Asset, Vec<SeriesInfo>)>> {
+        let rows: Vec<AssetSeriesRow> = sqlx::query_as(
+            "SELECT a.symbol, a.name, a.quote, a.sources, a.created_at,
+                    s.period, s.first_open_time, s.last_open_time
+             FROM assets a LEFT JOIN series s ON s.symbol = a.symbol
+             WHERE a.symbol = $1",
+        )
+        .bind(symbol)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(asset_with_series_from_rows(rows))
     }
 
     async fn upsert_candles(

@@ -9,7 +9,8 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use crate::changes::{Change, ChangeFeed, Changes};
 use crate::model::{
-    AssetRow, CandleRow, PriceRow, asset_from_row, bar_from_row, join_sources, price_from_row,
+    AssetRow, AssetSeriesRow, CandleRow, PriceRow, asset_from_row, asset_with_series_from_rows,
+    bar_from_row, join_sources, price_from_row,
 };
 use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
 
@@ -113,6 +114,19 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(crate::read::series_from_rows(rows))
+    }
+
+    async fn asset_with_series(&self, symbol: &str) -> Result<Option<(Asset, Vec<SeriesInfo>)>> {
+        let rows: Vec<AssetSeriesRow> = sqlx::query_as(
+            "SELECT a.symbol, a.name, a.quote, a.sources, a.created_at,
+                    s.period, s.first_open_time, s.last_open_time
+             FROM assets a LEFT JOIN series s ON s.symbol = a.symbol
+             WHERE a.symbol = ?",
+        )
+        .bind(symbol)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(asset_with_series_from_rows(rows))
     }
 
     async fn upsert_candles(

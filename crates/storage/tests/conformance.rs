@@ -33,6 +33,7 @@ marketd_testkit::store_suite!(
     streams_a_whole_range,
     latest_price_keeps_the_newest,
     assets_round_trip,
+    an_asset_comes_with_its_series,
 );
 
 /// Minute `i` of a synthetic series whose aggregates can be worked out by hand:
@@ -599,4 +600,45 @@ async fn assets_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.assets().await.unwrap(), vec![btc.clone(), eth]);
     assert_eq!(store.asset("BTC").await.unwrap(), Some(btc));
     assert_eq!(store.asset("NOPE").await.unwrap(), None);
+}
+
+async fn an_asset_comes_with_its_series(store: Arc<dyn Store>) {
+    let asset = |symbol: &str| Asset {
+        symbol: symbol.into(),
+        name: symbol.into(),
+        quote: "USD".into(),
+        sources: vec!["binance".into()],
+        created_at: 1,
+    };
+    for symbol in ["BTC", "ETH"] {
+        store.upsert_asset(&asset(symbol)).await.unwrap();
+    }
+    store
+        .upsert_candles("BTC", Interval::H1, "test", &series(5, MONDAY, HOUR))
+        .await
+        .unwrap();
+    store
+        .upsert_candles("BTC", Interval::M1, "test", &series(3, MONDAY, MINUTE))
+        .await
+        .unwrap();
+    // Candles of a symbol no asset has are not an asset.
+    store
+        .upsert_candles("SOL", Interval::M1, "test", &series(3, MONDAY, MINUTE))
+        .await
+        .unwrap();
+
+    let (btc, mut stored) = store.asset_with_series("BTC").await.unwrap().unwrap();
+    assert_eq!(btc, asset("BTC"));
+    stored.sort_by_key(|s| s.interval);
+    assert_eq!(stored, {
+        let mut expected = store.series(Some("BTC")).await.unwrap();
+        expected.sort_by_key(|s| s.interval);
+        expected
+    });
+    assert_eq!(stored.len(), 2);
+
+    let (eth, none) = store.asset_with_series("ETH").await.unwrap().unwrap();
+    assert_eq!((eth, none), (asset("ETH"), vec![]));
+    assert_eq!(store.asset_with_series("SOL").await.unwrap(), None);
+    assert_eq!(store.asset_with_series("NOPE").await.unwrap(), None);
 }

@@ -175,11 +175,11 @@ pub async fn assets_get(
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<DataEnvelope<AssetOut>>, ApiError> {
     let symbol = params::symbol("symbol", &raw).map_err(|e| ApiError::Validation(vec![e]))?;
-    let (asset, series) = tokio::try_join!(
-        state.store.asset(symbol.as_str()),
-        state.store.series(Some(symbol.as_str()))
-    )?;
-    let asset = asset.ok_or_else(|| ApiError::UnknownSymbol(symbol.to_string()))?;
+    let (asset, series) = state
+        .store
+        .asset_with_series(symbol.as_str())
+        .await?
+        .ok_or_else(|| ApiError::UnknownSymbol(symbol.to_string()))?;
     Ok(Json(DataEnvelope {
         data: asset_out(asset, &series),
     }))

@@ -546,13 +546,9 @@ pub async fn indicators_get(
         now,
     )?;
 
-    let (asset, stored) = tokio::try_join!(
-        state.store.asset(symbol.as_str()),
-        state.store.series(Some(symbol.as_str()))
-    )?;
-    if asset.is_none() {
+    let Some((_, stored)) = state.store.asset_with_series(symbol.as_str()).await? else {
         return Err(ApiError::UnknownSymbol(symbol.to_string()));
-    }
+    };
     let (need, required) = need(&specs);
     let step = interval.millis();
     // The source is chosen for where the warm-up is expected to start in the walk's

@@ -305,13 +305,9 @@ pub async fn ohlcv_get(
     let now = state.now();
     let window = resolve_window(&query, &symbol, interval, now, format)?;
 
-    let (asset, stored) = tokio::try_join!(
-        state.store.asset(symbol.as_str()),
-        state.store.series(Some(symbol.as_str()))
-    )?;
-    if asset.is_none() {
+    let Some((_, stored)) = state.store.asset_with_series(symbol.as_str()).await? else {
         return Err(ApiError::UnknownSymbol(symbol.to_string()));
-    }
+    };
     let choice = SourceChoice::pick(&stored, symbol.as_str(), interval, window.page_start);
     let range = CandleRange {
         symbol: symbol.to_string(),
