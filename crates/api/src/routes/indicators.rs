@@ -20,7 +20,7 @@ use marketd_domain::indicators::{
     parse_indicators,
 };
 use marketd_domain::{Bar, Candle, Interval};
-use marketd_storage::{CandleRange, SeriesInfo, SourceChoice, Store, read_bars};
+use marketd_storage::{BarPage, CandleRange, SeriesInfo, SourceChoice, Store, read_bars};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -417,22 +417,10 @@ async fn read_warm_up(
     first: i64,
     need: Need,
 ) -> Result<Vec<Bar>, ApiError> {
-    if page_start <= first {
+    let Some(mut from) = warm_up_start(base.interval, page_start, first, need) else {
         return Ok(Vec::new());
-    }
+    };
     let step = base.interval.millis();
-    let count_start = page_start.saturating_sub((need.candles as i64).saturating_mul(step));
-    let mut from = if need.full_history {
-        first
-    } else if need.utc_day {
-        count_start.min(Interval::D1.bucket_start(page_start))
-    } else {
-        count_start
-    }
-    .max(first);
-    if from >= page_start {
-        return Ok(Vec::new());
-    }
     let range = |start: i64, end: i64| CandleRange {
         start,
         end,
@@ -455,6 +443,78 @@ async fn read_warm_up(
         from = earlier;
     }
     Ok(bars)
+}
+
+/// Where the first read of the warm-up before `page_start` starts; `None` when no bar
+/// before the page is needed or can exist.
+fn warm_up_start(interval: Interval, page_start: i64, first: i64, need: Need) -> Option<i64> {
+    if page_start <= first {
+        return None;
+    }
+    let step = interval.millis();
+    let count_start = page_start.saturating_sub((need.candles as i64).saturating_mul(step));
+    let from = if need.full_history {
+        first
+    } else if need.utc_day {
+        count_start.min(Interval::D1.bucket_start(page_start))
+    } else {
+        count_start
+    }
+    .max(first);
+    (from < page_start).then_some(from)
+}
+
+/// The page of `range` and its warm-up bars. A native series whose warm-up is a bounded
+/// span just before the page is read in one round trip; a warm-up that falls short over
+/// gaps, a derived interval or a full history take [`read_warm_up`]'s reads.
+async fn read_page_and_warm_up(
+    store: &dyn Store,
+    range: &CandleRange,
+    choice: SourceChoice,
+    limit: u32,
+    first: Option<i64>,
+    need: Need,
+) -> Result<(Vec<Bar>, BarPage), ApiError> {
+    let Some(first) = first else {
+        let page = read_bars(store, range, choice, limit).await?;
+        return Ok((Vec::new(), page));
+    };
+    let joined_from = warm_up_start(range.interval, range.start, first, need)
+        .filter(|_| choice == SourceChoice::Native && !need.full_history);
+    if let Some(from) = joined_from {
+        // Native bars are one per bucket, so the span holds at most this many.
+        let warm_buckets = (range.start - from) / range.interval.millis();
+        if let Ok(warm_buckets) = u32::try_from(warm_buckets)
+            && warm_buckets <= WARM_UP_CHUNK
+        {
+            let joined = CandleRange {
+                start: from,
+                ..range.clone()
+            };
+            let read = read_bars(store, &joined, choice, warm_buckets + limit).await?;
+            let mut warm = read.bars;
+            let split = warm.partition_point(|b| b.candle.open_time < range.start);
+            let mut bars = warm.split_off(split);
+            let next_start = match bars.get(limit as usize) {
+                Some(bar) => Some(bar.candle.open_time),
+                None => read.next_start,
+            };
+            bars.truncate(limit as usize);
+            if bars.is_empty() {
+                warm.clear();
+            } else if warm.len() < need.candles && from > first {
+                warm = read_warm_up(store, range, choice, range.start, first, need).await?;
+            }
+            return Ok((warm, BarPage { bars, next_start }));
+        }
+    }
+    let page = read_bars(store, range, choice, limit).await?;
+    let warm = if page.bars.is_empty() {
+        Vec::new()
+    } else {
+        read_warm_up(store, range, choice, range.start, first, need).await?
+    };
+    Ok((warm, page))
 }
 
 /// First bucket of `interval` the source series can supply.
@@ -572,27 +632,14 @@ pub async fn indicators_get(
         start: window.page_start,
         end: window.end,
     };
-    let page = read_bars(state.store.as_ref(), &range, choice, limit).await?;
     let first = first_bucket(
         &stored,
         symbol.as_str(),
         choice.source_interval(interval),
         interval,
     );
-    let warm = match (first, page.bars.is_empty()) {
-        (Some(first), false) => {
-            read_warm_up(
-                state.store.as_ref(),
-                &range,
-                choice,
-                window.page_start,
-                first,
-                need,
-            )
-            .await?
-        }
-        _ => Vec::new(),
-    };
+    let (warm, page) =
+        read_page_and_warm_up(state.store.as_ref(), &range, choice, limit, first, need).await?;
     let reached_first_stored = match (first, warm.first().or(page.bars.first())) {
         (Some(first), Some(bar)) => bar.candle.open_time <= first,
         _ => false,
