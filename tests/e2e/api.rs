@@ -708,6 +708,13 @@ async fn metrics_count_requests_by_route_template(app: &TestApp) {
         "the scrape itself"
     );
     assert!(sample(&scrape, "marketd_db_pool_max_connections").unwrap() >= 1.0);
+    // Every request above that reached the database waited for a connection, if briefly.
+    let waits = sample(&scrape, "marketd_db_pool_wait_seconds_count").unwrap();
+    assert!(waits >= 4.0, "{scrape}");
+    assert_eq!(
+        sample(&scrape, r#"marketd_db_pool_wait_seconds_bucket{le="+Inf"}"#),
+        Some(waits)
+    );
     // Label values come from route templates only: never a raw path, a query or a key.
     for leak in [
         "no-such-route",

@@ -10,6 +10,7 @@ mod jobs;
 mod keys;
 mod leader;
 mod model;
+mod pool_waits;
 mod postgres;
 mod postgres_copy;
 mod postgres_gaps;
@@ -31,6 +32,7 @@ pub use jobs::{BacktestJob, JobStatus, JobStore};
 pub use keys::KeyStore;
 pub use leader::{Lease, lock_key};
 pub use model::{Asset, SeriesInfo};
+pub use pool_waits::{POOL_WAIT_BUCKETS, PoolWaitStats};
 pub use postgres::PgStore;
 pub use read::{BarPage, CandleRange, SourceChoice, read_bars, stream_bars};
 pub use signals::{SignalProgress, SignalStore, SignalUpdate, StoredSignal};
@@ -51,6 +53,8 @@ pub struct PoolStats {
     pub idle: u32,
     /// The most the pool may open.
     pub max: u32,
+    /// How long database work has waited for a connection.
+    pub waits: PoolWaitStats,
 }
 
 /// Which database a Store talks to.

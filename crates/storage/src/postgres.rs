@@ -4,14 +4,16 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool};
+use sqlx::{Executor, PgPool, Postgres};
 
 use crate::changes::{ChangeFeed, Changes, listen_postgres};
 use crate::model::{
     AssetRow, AssetSeriesRow, CandleRow, PriceRow, asset_from_row, asset_with_series_from_rows,
     bar_from_row, join_sources, price_from_row,
 };
+use crate::pool_waits::PoolWaits;
 use crate::postgres_copy::{COPY_FROM_ROWS, SeriesRows, copy_candles};
 use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
 
@@ -25,6 +27,7 @@ const ROWS_PER_INSERT: usize = 5_000;
 pub struct PgStore {
     pub(crate) pool: PgPool,
     feed: ChangeFeed,
+    waits: PoolWaits,
 }
 
 impl PgStore {
@@ -52,11 +55,22 @@ impl PgStore {
         Ok(Self {
             pool,
             feed: ChangeFeed::default(),
+            waits: PoolWaits::default(),
         })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A pooled connection, its wait recorded.
+    pub(crate) async fn conn(&self) -> Result<PoolConnection<Postgres>> {
+        Ok(self.waits.time(self.pool.acquire()).await?)
+    }
+
+    /// A transaction on a pooled connection; the recorded wait includes its `BEGIN`.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        Ok(self.waits.time(self.pool.begin()).await?)
     }
 }
 
@@ -98,7 +112,9 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(())
     }
 
@@ -119,7 +135,7 @@ impl Store for PgStore {
         .bind(&asset.quote)
         .bind(join_sources(&asset.sources))
         .bind(asset.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -128,7 +144,7 @@ impl Store for PgStore {
         let rows: Vec<AssetRow> = sqlx::query_as(
             "SELECT symbol, name, quote, sources, created_at FROM assets ORDER BY symbol",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(rows.into_iter().map(asset_from_row).collect())
     }
@@ -138,7 +154,7 @@ impl Store for PgStore {
             "SELECT symbol, name, quote, sources, created_at FROM assets WHERE symbol = $1",
         )
         .bind(symbol)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(row.map(asset_from_row))
     }
@@ -149,7 +165,7 @@ impl Store for PgStore {
              WHERE $1::text IS NULL OR symbol = $1 ORDER BY symbol",
         )
         .bind(symbol)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(crate::read::series_from_rows(rows))
     }
@@ -162,7 +178,7 @@ impl Store for PgStore {
              WHERE a.symbol = $1",
         )
         .bind(symbol)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(asset_with_series_from_rows(rows))
     }
@@ -179,7 +195,7 @@ impl Store for PgStore {
             return Ok(0);
         }
         let updated_at = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let mut written = 0;
         if candles.len() >= COPY_FROM_ROWS {
             let rows = SeriesRows {
@@ -244,7 +260,7 @@ impl Store for PgStore {
         .bind(start)
         .bind(end)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(rows.into_iter().map(bar_from_row).collect())
     }
@@ -269,7 +285,7 @@ impl Store for PgStore {
         .bind(p.volume_24h)
         .bind(p.as_of)
         .bind(&p.source)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -280,7 +296,7 @@ impl Store for PgStore {
              FROM latest_prices WHERE symbol = ANY($1) ORDER BY symbol",
         )
         .bind(symbols)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(rows.into_iter().map(price_from_row).collect())
     }
@@ -294,6 +310,7 @@ impl Store for PgStore {
             size: self.pool.size(),
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
+            waits: self.waits.stats(),
         }
     }
 
@@ -304,7 +321,8 @@ impl Store for PgStore {
         source: &str,
         batches: tokio::sync::mpsc::Receiver<crate::CandleBatch>,
     ) -> Result<u64> {
-        crate::postgres_copy::stream_candles(&self.pool, symbol, interval, source, batches).await
+        let tx = self.begin().await?;
+        crate::postgres_copy::stream_candles(tx, symbol, interval, source, batches).await
     }
 
     fn changes(&self) -> Changes {

@@ -8,7 +8,7 @@
 //! `INSERT … SELECT … ON CONFLICT` from it.
 
 use marketd_domain::{Candle, Interval};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 use tokio::sync::mpsc;
 
 use crate::{CandleBatch, Result, StoreError};
@@ -191,14 +191,13 @@ async fn upsert_through_staging(
 /// repeat an open time), the copy is rolled back to a savepoint and the kept rows take
 /// the upsert path.
 pub(crate) async fn stream_candles(
-    pool: &PgPool,
+    mut tx: Transaction<'static, Postgres>,
     symbol: &str,
     interval: Interval,
     source: &str,
     mut batches: mpsc::Receiver<CandleBatch>,
 ) -> Result<u64> {
     let updated_at = crate::now_ms();
-    let mut tx = pool.begin().await?;
     sqlx::query("SAVEPOINT bulk_copy").execute(&mut *tx).await?;
     let mut kept: Vec<Candle> = Vec::new();
     let shared = SeriesRows {

@@ -33,7 +33,7 @@ impl GapStore for PgStore {
             detected_at: at,
             checked_at: at,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         lock_series(&mut tx, symbol, interval).await?;
         // `<=` and `>=`: a gap that only touches the range merges with it too.
         let touching = select(&mut tx, symbol, interval, start, end, true).await?;
@@ -62,7 +62,7 @@ impl GapStore for PgStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<KnownGap>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         select(&mut conn, symbol, interval, start, end, false).await
     }
 }

@@ -22,7 +22,7 @@ impl JobStore for PgStore {
         .bind(job.idempotency_key.as_deref())
         .bind(job.idempotency_until)
         .bind(job.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -32,7 +32,7 @@ impl JobStore for PgStore {
             "SELECT {JOB_COLUMNS} FROM backtests WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.map(BacktestJob::try_from).transpose()
     }
@@ -50,14 +50,14 @@ impl JobStore for PgStore {
         .bind(key_id)
         .bind(idempotency_key)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         let row: Option<JobRow> = sqlx::query_as(&format!(
             "SELECT {JOB_COLUMNS} FROM backtests WHERE key_id = $1 AND idempotency_key = $2"
         ))
         .bind(key_id)
         .bind(idempotency_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.map(BacktestJob::try_from).transpose()
     }
@@ -70,7 +70,7 @@ impl JobStore for PgStore {
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.map(BacktestJob::try_from).transpose()
     }
@@ -92,7 +92,7 @@ impl JobStore for PgStore {
         .bind(error)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?
         .rows_affected();
         Ok(changed > 0)
@@ -105,7 +105,7 @@ impl JobStore for PgStore {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         self.backtest(id).await
     }
@@ -114,7 +114,7 @@ impl JobStore for PgStore {
         Ok(sqlx::query(
             "UPDATE backtests SET status = 'queued', started_at = NULL WHERE status = 'running'",
         )
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?
         .rows_affected())
     }
@@ -125,7 +125,7 @@ impl JobStore for PgStore {
              WHERE key_id = $1 AND status IN ('queued', 'running')",
         )
         .bind(key_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }

@@ -63,7 +63,7 @@ async fn fetch_key(conn: &mut PgConnection, id: &str) -> Result<Option<KeyRecord
 #[async_trait]
 impl KeyStore for PgStore {
     async fn insert_key(&self, key: &KeyRecord, audit: &AuditEntry) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         insert_key_row(&mut tx, key).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
@@ -71,7 +71,7 @@ impl KeyStore for PgStore {
     }
 
     async fn key(&self, id: &str) -> Result<Option<KeyRecord>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         fetch_key(&mut conn, id).await
     }
 
@@ -81,20 +81,20 @@ impl KeyStore for PgStore {
         ))
         .bind(after_id.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         keys_from_rows(rows)
     }
 
     async fn count_keys(&self) -> Result<u64> {
         let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*)::BIGINT FROM api_keys")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn revoke_key(&self, id: &str, at: i64, audit: &AuditEntry) -> Result<Option<KeyRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let changed =
             sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(at)
@@ -117,7 +117,7 @@ impl KeyStore for PgStore {
         new_key: &KeyRecord,
         audit: &AuditEntry,
     ) -> Result<Option<KeyRecord>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let changed = sqlx::query(
             "UPDATE api_keys
              SET expires_at = CASE WHEN expires_at IS NULL OR expires_at > $1
@@ -146,7 +146,7 @@ impl KeyStore for PgStore {
         if usage.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for used in usage {
             sqlx::query(
                 "UPDATE api_keys
@@ -178,13 +178,13 @@ impl KeyStore for PgStore {
             .bind(i64::from(pepper_version))
             .bind(secret_hash.as_slice())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
 
     async fn record_expired_keys(&self, now: i64) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let expired: Vec<(String, i64)> = sqlx::query_as(
             "UPDATE api_keys SET expiry_recorded = TRUE
              WHERE expires_at IS NOT NULL AND expires_at <= $1 AND NOT expiry_recorded
@@ -207,7 +207,7 @@ impl KeyStore for PgStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         for entry in entries {
             insert_audit(&mut tx, entry).await?;
         }
@@ -218,7 +218,10 @@ impl KeyStore for PgStore {
     async fn audit(&self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditEntry>> {
         let mut query = QueryBuilder::<Postgres>::new("");
         push_audit_query(&mut query, filter, limit);
-        let rows: Vec<AuditRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<AuditRow> = query
+            .build_query_as()
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         audit_from_rows(rows)
     }
 }

@@ -15,7 +15,7 @@ impl SignalStore for PgStore {
         let rows: Vec<ProgressRow> = sqlx::query_as(&format!(
             "SELECT {PROGRESS_COLUMNS} FROM series ORDER BY symbol, period"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(progress_from_rows(rows))
     }
@@ -30,14 +30,14 @@ impl SignalStore for PgStore {
         ))
         .bind(symbol)
         .bind(interval.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(progress_from_rows(rows).pop())
     }
 
     async fn save_signals(&self, update: &SignalUpdate) -> Result<()> {
         let period = update.interval.as_str();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "DELETE FROM signal_changes WHERE symbol = $1 AND period = $2 AND open_time >= $3",
         )
@@ -100,7 +100,7 @@ impl SignalStore for PgStore {
         )
         .bind(symbol)
         .bind(interval.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(stored_from_rows(rows))
     }
@@ -125,7 +125,7 @@ impl SignalStore for PgStore {
         .bind(start)
         .bind(end)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(stored_from_rows(rows))
     }

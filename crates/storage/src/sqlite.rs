@@ -4,6 +4,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
@@ -12,6 +13,7 @@ use crate::model::{
     AssetRow, AssetSeriesRow, CandleRow, PriceRow, asset_from_row, asset_with_series_from_rows,
     bar_from_row, join_sources, price_from_row,
 };
+use crate::pool_waits::PoolWaits;
 use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -24,6 +26,7 @@ const ROWS_PER_INSERT: usize = 500;
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     feed: ChangeFeed,
+    waits: PoolWaits,
 }
 
 impl SqliteStore {
@@ -44,13 +47,22 @@ impl SqliteStore {
         Ok(Self {
             pool,
             feed: ChangeFeed::default(),
+            waits: PoolWaits::default(),
         })
     }
 
     /// Begins a write transaction that takes SQLite's write lock up front, so it waits on
     /// the busy timeout instead of failing on a snapshot conflict halfway through.
     pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self
+            .waits
+            .time(self.pool.begin_with("BEGIN IMMEDIATE"))
+            .await?)
+    }
+
+    /// A pooled connection, its wait recorded.
+    pub(crate) async fn conn(&self) -> Result<PoolConnection<Sqlite>> {
+        Ok(self.waits.time(self.pool.acquire()).await?)
     }
 }
 
@@ -61,7 +73,9 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(())
     }
 
@@ -81,7 +95,7 @@ impl Store for SqliteStore {
         .bind(&asset.quote)
         .bind(join_sources(&asset.sources))
         .bind(asset.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -90,7 +104,7 @@ impl Store for SqliteStore {
         let rows: Vec<AssetRow> = sqlx::query_as(
             "SELECT symbol, name, quote, sources, created_at FROM assets ORDER BY symbol",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(rows.into_iter().map(asset_from_row).collect())
     }
@@ -100,7 +114,7 @@ impl Store for SqliteStore {
             "SELECT symbol, name, quote, sources, created_at FROM assets WHERE symbol = ?",
         )
         .bind(symbol)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         Ok(row.map(asset_from_row))
     }
@@ -111,7 +125,7 @@ impl Store for SqliteStore {
              WHERE ?1 IS NULL OR symbol = ?1 ORDER BY symbol",
         )
         .bind(symbol)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(crate::read::series_from_rows(rows))
     }
@@ -124,7 +138,7 @@ impl Store for SqliteStore {
              WHERE a.symbol = ?",
         )
         .bind(symbol)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(asset_with_series_from_rows(rows))
     }
@@ -210,7 +224,7 @@ impl Store for SqliteStore {
         .bind(start)
         .bind(end)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(rows.into_iter().map(bar_from_row).collect())
     }
@@ -235,7 +249,7 @@ impl Store for SqliteStore {
         .bind(p.volume_24h)
         .bind(p.as_of)
         .bind(&p.source)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         self.feed.publish(Change::Prices);
         Ok(())
@@ -254,7 +268,10 @@ impl Store for SqliteStore {
             list.push_bind(symbol);
         }
         query.push(") ORDER BY symbol");
-        let rows: Vec<PriceRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<PriceRow> = query
+            .build_query_as()
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         Ok(rows.into_iter().map(price_from_row).collect())
     }
 
@@ -267,6 +284,7 @@ impl Store for SqliteStore {
             size: self.pool.size(),
             idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
             max: self.pool.options().get_max_connections(),
+            waits: self.waits.stats(),
         }
     }
 

@@ -61,7 +61,7 @@ impl GapStore for SqliteStore {
         start: i64,
         end: i64,
     ) -> Result<Vec<KnownGap>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         select(&mut conn, symbol, interval, start, end, false).await
     }
 }

@@ -21,7 +21,7 @@ impl JobStore for SqliteStore {
         .bind(job.idempotency_key.as_deref())
         .bind(job.idempotency_until)
         .bind(job.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -30,7 +30,7 @@ impl JobStore for SqliteStore {
         let row: Option<JobRow> =
             sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM backtests WHERE id = ?"))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await?;
         row.map(BacktestJob::try_from).transpose()
     }
@@ -48,14 +48,14 @@ impl JobStore for SqliteStore {
         .bind(key_id)
         .bind(idempotency_key)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         let row: Option<JobRow> = sqlx::query_as(&format!(
             "SELECT {JOB_COLUMNS} FROM backtests WHERE key_id = ? AND idempotency_key = ?"
         ))
         .bind(key_id)
         .bind(idempotency_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.map(BacktestJob::try_from).transpose()
     }
@@ -69,7 +69,7 @@ impl JobStore for SqliteStore {
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.map(BacktestJob::try_from).transpose()
     }
@@ -91,7 +91,7 @@ impl JobStore for SqliteStore {
         .bind(error)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?
         .rows_affected();
         Ok(changed > 0)
@@ -104,7 +104,7 @@ impl JobStore for SqliteStore {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         self.backtest(id).await
     }
@@ -113,7 +113,7 @@ impl JobStore for SqliteStore {
         Ok(sqlx::query(
             "UPDATE backtests SET status = 'queued', started_at = NULL WHERE status = 'running'",
         )
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?
         .rows_affected())
     }
@@ -123,7 +123,7 @@ impl JobStore for SqliteStore {
             "SELECT COUNT(*) FROM backtests WHERE key_id = ? AND status IN ('queued', 'running')",
         )
         .bind(key_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }

@@ -71,7 +71,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn key(&self, id: &str) -> Result<Option<KeyRecord>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         fetch_key(&mut conn, id).await
     }
 
@@ -81,14 +81,14 @@ impl KeyStore for SqliteStore {
         ))
         .bind(after_id.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         keys_from_rows(rows)
     }
 
     async fn count_keys(&self) -> Result<u64> {
         let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
@@ -178,7 +178,7 @@ impl KeyStore for SqliteStore {
             .bind(i64::from(pepper_version))
             .bind(secret_hash.as_slice())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -218,7 +218,10 @@ impl KeyStore for SqliteStore {
     async fn audit(&self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditEntry>> {
         let mut query = QueryBuilder::<Sqlite>::new("");
         push_audit_query(&mut query, filter, limit);
-        let rows: Vec<AuditRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<AuditRow> = query
+            .build_query_as()
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
         audit_from_rows(rows)
     }
 }

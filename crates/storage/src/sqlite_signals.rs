@@ -15,7 +15,7 @@ impl SignalStore for SqliteStore {
         let rows: Vec<ProgressRow> = sqlx::query_as(&format!(
             "SELECT {PROGRESS_COLUMNS} FROM series ORDER BY symbol, period"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(progress_from_rows(rows))
     }
@@ -30,7 +30,7 @@ impl SignalStore for SqliteStore {
         ))
         .bind(symbol)
         .bind(interval.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(progress_from_rows(rows).pop())
     }
@@ -100,7 +100,7 @@ impl SignalStore for SqliteStore {
         )
         .bind(symbol)
         .bind(interval.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(stored_from_rows(rows))
     }
@@ -125,7 +125,7 @@ impl SignalStore for SqliteStore {
         .bind(start)
         .bind(end)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         Ok(stored_from_rows(rows))
     }

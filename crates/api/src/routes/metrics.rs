@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use marketd_ingest::resilience::{BreakerState, SourceStats};
+use marketd_storage::{POOL_WAIT_BUCKETS, PoolWaitStats};
 
 use crate::metrics::{escape, family, gauge};
 use crate::state::AppState;
@@ -60,6 +61,7 @@ async fn render(state: &AppState) -> Response {
         "Most connections the pool may open.",
         pool.max,
     );
+    render_pool_waits(&mut out, &pool.waits);
     let cache = &state.response_cache;
     family(
         &mut out,
@@ -94,6 +96,32 @@ async fn render(state: &AppState) -> Response {
         out,
     )
         .into_response()
+}
+
+fn render_pool_waits(out: &mut String, waits: &PoolWaitStats) {
+    family(
+        out,
+        "marketd_db_pool_wait_seconds",
+        "histogram",
+        "Time database work waited for a pooled connection (for a transaction, until its BEGIN returned), timed-out waits included.",
+    );
+    for (le, n) in POOL_WAIT_BUCKETS.iter().zip(waits.at_most) {
+        let _ = writeln!(
+            out,
+            "marketd_db_pool_wait_seconds_bucket{{le=\"{le}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "marketd_db_pool_wait_seconds_bucket{{le=\"+Inf\"}} {}",
+        waits.count
+    );
+    let _ = writeln!(
+        out,
+        "marketd_db_pool_wait_seconds_sum {}",
+        waits.sum_micros as f64 / 1e6
+    );
+    let _ = writeln!(out, "marketd_db_pool_wait_seconds_count {}", waits.count);
 }
 
 /// A per-source family: name, type, help and how to read its value.
