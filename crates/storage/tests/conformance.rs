@@ -34,6 +34,7 @@ marketd_testkit::store_suite!(
     latest_price_keeps_the_newest,
     assets_round_trip,
     an_asset_comes_with_its_series,
+    awkward_values_and_sources_read_back_exactly,
 );
 
 /// Minute `i` of a synthetic series whose aggregates can be worked out by hand:
@@ -641,4 +642,60 @@ async fn an_asset_comes_with_its_series(store: Arc<dyn Store>) {
     assert_eq!((eth, none), (asset("ETH"), vec![]));
     assert_eq!(store.asset_with_series("SOL").await.unwrap(), None);
     assert_eq!(store.asset_with_series("NOPE").await.unwrap(), None);
+}
+
+async fn awkward_values_and_sources_read_back_exactly(store: Arc<dyn Store>) {
+    let values = [
+        0.1 + 0.2,
+        1.0 / 3.0,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        1e21,
+        123_456_789.012_345_68,
+        42.0,
+        0.0,
+    ];
+    let candles: Vec<Candle> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| Candle {
+            open_time: MONDAY + i as i64 * HOUR,
+            open: v,
+            high: v,
+            low: v / 2.0,
+            close: -v,
+            volume: v.sqrt(),
+        })
+        .collect();
+    let (plain, awkward) = (candles.split_at(4).0, candles.split_at(4).1);
+    store
+        .upsert_candles("BTC", Interval::H1, "binance", plain)
+        .await
+        .unwrap();
+    let odd_source = "csv,\"quoted\"\nnext line, ünïcode";
+    store
+        .upsert_candles("BTC", Interval::H1, odd_source, awkward)
+        .await
+        .unwrap();
+    let read = store
+        .candles("BTC", Interval::H1, MONDAY, MONDAY + DAY, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), candles.len());
+    for (i, (bar, want)) in read.iter().zip(&candles).enumerate() {
+        let bits = |c: &Candle| {
+            [c.open, c.high, c.low, c.close, c.volume]
+                .map(|v| if v == 0.0 { 0 } else { v.to_bits() })
+        };
+        assert_eq!(bar.candle.open_time, want.open_time);
+        assert_eq!(
+            bits(&bar.candle),
+            bits(want),
+            "candle {i}: {:?}",
+            bar.candle
+        );
+        let source = if i < 4 { "binance" } else { odd_source };
+        assert_eq!(bar.source, source);
+    }
 }
