@@ -67,14 +67,30 @@ async fn a_keep_alive_connection_serves_requests_then_idles_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_are_a_431() {
     let app = app_with(|c| c.max_header_bytes = 8 * 1024).await;
-    let mut stream = TcpStream::connect(socket_addr(&app)).await.unwrap();
-    let big = "a".repeat(9 * 1024);
-    stream
-        .write_all(
-            format!("GET /healthz HTTP/1.1\r\nHost: marketd\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    let over = |bytes: usize| {
+        let big = "a".repeat(bytes);
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: marketd\r\nConnection: close\r\nX-Big: {big}\r\n\r\n"
         )
-        .await
-        .unwrap();
+    };
+    // Over the limit: a problem document like every other refusal.
+    let mut stream = TcpStream::connect(socket_addr(&app)).await.unwrap();
+    stream.write_all(over(9 * 1024).as_bytes()).await.unwrap();
+    let received = read_until_closed(&mut stream, BOUND).await.unwrap();
+    let (status, head, body) = parse_response(&received);
+    assert_eq!(status, 431, "{head}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    assert!(head.contains("x-request-id: "), "{head}");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["type"], "headers_too_large");
+    assert!(problem["request_id"].is_string(), "{problem}");
+
+    // Over twice the limit the head does not fit the read buffer: still a 431.
+    let mut stream = TcpStream::connect(socket_addr(&app)).await.unwrap();
+    stream.write_all(over(17 * 1024).as_bytes()).await.unwrap();
     let received = read_until_closed(&mut stream, BOUND).await.unwrap();
     assert_eq!(parse_response(&received).0, 431);
 

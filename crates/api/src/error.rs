@@ -64,6 +64,8 @@ pub enum ProblemType {
     BodyTimeout,
     /// The request body is larger than the server accepts.
     PayloadTooLarge,
+    /// The request line and headers are larger than the server accepts.
+    HeadersTooLarge,
     /// An unexpected error; the `request_id` lets operators find its cause.
     InternalError,
 }
@@ -93,6 +95,7 @@ impl ProblemType {
             }
             ProblemType::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProblemType::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemType::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProblemType::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,6 +123,7 @@ impl ProblemType {
             ProblemType::Timeout => "Timed out",
             ProblemType::BodyTimeout => "Request body timed out",
             ProblemType::PayloadTooLarge => "Request body too large",
+            ProblemType::HeadersTooLarge => "Request headers too large",
             ProblemType::InternalError => "Internal error",
         }
     }

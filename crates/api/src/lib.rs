@@ -141,6 +141,7 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
     // - security headers wrap everything else, so errors and panics get them too;
     // - problem rendering sits inside those (and outside the router, to also see axum's
     //   own 404/405) and completes the problems of every layer below it;
+    // - an oversized head is refused before anything else reads it;
     // - a key in the URL is refused before the trace layer records the URL;
     // - the time limits run inside the trace span, so a timeout is logged with its
     //   request, and outside everything that reads the body, so the body deadline
@@ -164,6 +165,10 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
             .layer(from_fn(middleware::problem::problem_details))
             // Inside problem rendering, so a panic becomes a 500 problem with the request id.
             .layer(CatchPanicLayer::custom(panic_response))
+            .layer(from_fn_with_state(
+                settings.header_limit,
+                middleware::header_limit::limit_headers,
+            ))
             .layer(from_fn(middleware::credentials::refuse_credentials_in_url))
             .layer(from_fn_with_state(state, middleware::client_ip::client_ip))
             .layer(middleware::trace::layer())

@@ -531,6 +531,9 @@ impl Config {
             http: Settings {
                 timeouts,
                 body_limit,
+                header_limit: marketd_api::middleware::header_limit::HeaderLimit(
+                    connections.max_header_bytes,
+                ),
                 cors_origins,
             },
             connections,

@@ -148,13 +148,21 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // A head that does not fit the read buffer is answered 431 by hyper.
-        .max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
+        // A head over the limit is answered with a 431 problem by the header-limit
+        // layer; one that does not even fit twice the limit, by hyper with a bare 431.
+        .max_buf_size(read_buffer_bytes(limits));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(read_buffer_bytes(limits)).unwrap_or(u32::MAX));
     builder
+}
+
+fn read_buffer_bytes(limits: &ConnectionLimits) -> usize {
+    limits
+        .max_header_bytes
+        .saturating_mul(2)
+        .max(MIN_HEADER_BYTES)
 }
 
 /// Errors that concern one connection only; anything else (out of file descriptors)

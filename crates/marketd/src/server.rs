@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use marketd_api::AppState;
 use marketd_api::auth::{Auth, AuthConfig};
+use marketd_api::middleware::header_limit::HeaderLimit;
 use marketd_api::middleware::response_cache::ResponseCache;
 use marketd_ingest::demo::{self, DemoOptions};
 use marketd_storage::{ConnectOptions, Store, connect};
@@ -186,7 +187,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             crate::http::serve(listener, metrics, limits, None, token, grace).await;
         }));
     }
-    let app = marketd_api::app(state, &config.http);
+    // The limit is a connection setting; the layer answers it with a problem document
+    // for heads the server's read buffer (twice the limit) still takes in.
+    let settings = marketd_api::middleware::Settings {
+        header_limit: HeaderLimit(config.connections.max_header_bytes),
+        ..config.http.clone()
+    };
+    let app = marketd_api::app(state, &settings);
     let grace = config.shutdown_timeout;
     let limits = config.connections;
     let token = shutdown.clone();

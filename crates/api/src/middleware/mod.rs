@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod compression;
 pub mod cors;
 pub mod credentials;
+pub mod header_limit;
 pub mod metrics;
 pub mod problem;
 pub mod rate_limit;
@@ -20,6 +21,7 @@ pub mod trace;
 pub struct Settings {
     pub timeouts: timeout::Timeouts,
     pub body_limit: body_limit::BodyLimit,
+    pub header_limit: header_limit::HeaderLimit,
     /// Origins browsers may call from, as sent in `Origin`; empty turns CORS off.
     pub cors_origins: Vec<axum::http::HeaderValue>,
 }
