@@ -65,6 +65,22 @@ async fn a_keep_alive_connection_serves_requests_then_idles_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed() {
+    let app = app_with(|c| c.http2_idle_timeout = Duration::from_secs(1)).await;
+    let mut stream = TcpStream::connect(socket_addr(&app)).await.unwrap();
+    // The preface and an empty SETTINGS frame: a complete HTTP/2 opening, then silence.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let received = read_until_closed(&mut stream, BOUND).await;
+    let received = received.expect("an idle HTTP/2 connection stayed open");
+    // The server spoke HTTP/2 (its SETTINGS frame) before closing.
+    assert!(received.len() >= 9 && received[3] == 0x04, "{received:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_are_a_431() {
     let app = app_with(|c| c.max_header_bytes = 8 * 1024).await;
     let over = |bytes: usize| {

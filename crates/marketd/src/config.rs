@@ -467,7 +467,7 @@ impl Config {
             )?,
         };
         let defaults = ConnectionLimits::default();
-        let connections = ConnectionLimits {
+        let mut connections = ConnectionLimits {
             header_read_timeout: secs(
                 "header_read_timeout_secs",
                 serve.header_read_timeout_secs,
@@ -482,7 +482,13 @@ impl Config {
                 .max_header_bytes
                 .or(file.max_header_bytes)
                 .unwrap_or(defaults.max_header_bytes),
+            http2_idle_timeout: defaults.http2_idle_timeout,
         };
+        // A request in progress moves no bytes while its handler works: the idle limit
+        // must outlast the slowest request the other limits allow.
+        connections.http2_idle_timeout = connections
+            .http2_idle_timeout
+            .max(connections.header_read_timeout + timeouts.body + timeouts.handler);
         if !(1..=1_000_000).contains(&connections.max_connections) {
             return Err(ConfigError::ConnectionLimit);
         }

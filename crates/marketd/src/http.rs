@@ -28,7 +28,7 @@ use tower::ServiceExt;
 
 use crate::tls::Certificates;
 
-mod first_read;
+mod deadlines;
 
 /// What a connection may cost the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// Largest request head (request line and headers) in bytes; larger is a 431.
     pub max_header_bytes: usize,
+    /// An HTTP/2 connection with nothing sent or received for this long is closed.
+    pub http2_idle_timeout: Duration,
 }
 
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +49,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// hyper cannot buffer less than this, so it is the smallest header limit.
 pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+/// Above the event streams' 15 s heartbeat; raised further when handlers may run longer.
+pub const DEFAULT_HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
@@ -54,6 +58,7 @@ impl Default for ConnectionLimits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            http2_idle_timeout: DEFAULT_HTTP2_IDLE_TIMEOUT,
         }
     }
 }
@@ -102,6 +107,7 @@ pub async fn serve(
             app: app.clone(),
             peer,
             header_read_timeout: limits.header_read_timeout,
+            http2_idle_timeout: limits.http2_idle_timeout,
             watcher: graceful.watcher(),
             shutdown: shutdown.clone(),
         };
@@ -185,6 +191,7 @@ struct Connection {
     app: Router,
     peer: SocketAddr,
     header_read_timeout: Duration,
+    http2_idle_timeout: Duration,
     watcher: Watcher,
     shutdown: CancellationToken,
 }
@@ -199,12 +206,14 @@ impl Connection {
 
     async fn run_cleartext(self, stream: TcpStream) {
         let opened = tokio::select! {
-            () = self.shutdown.cancelled() => false,
+            () = self.shutdown.cancelled() => None,
             opened = opening(&stream, self.header_read_timeout) => opened,
         };
-        if !opened {
+        let Some(protocol) = opened else {
             return;
-        }
+        };
+        let idle_limit = (protocol == Protocol::Http2).then_some(self.http2_idle_timeout);
+        let stream = deadlines::Deadlines::new(stream, idle_limit);
         let peer = self.peer;
         let service = TowerToHyperService::new(service(self.app, peer, false));
         let connection = self
@@ -242,7 +251,8 @@ impl Connection {
         // header deadline runs from here; HTTP/2 has none, so the client's first bytes
         // (its preface) get the same deadline as a cleartext opening.
         let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        let stream = first_read::FirstReadDeadline::new(stream, self.header_read_timeout);
+        let stream = deadlines::Deadlines::new(stream, alpn_h2.then_some(self.http2_idle_timeout))
+            .with_first_read_within(self.header_read_timeout);
         let builder = if alpn_h2 {
             &self.builders.http2
         } else {
@@ -284,18 +294,29 @@ fn service(
 /// hyper's header deadline starts only once the protocol is known, and the builder waits
 /// for that without a limit; a client that connects and says nothing would otherwise be
 /// kept forever. False when the client sent nothing in time or hung up.
-async fn opening(stream: &TcpStream, deadline: Duration) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// The protocol a cleartext client opens with, once its first bytes tell; `None` when it
+/// sends too little in time or hangs up.
+async fn opening(stream: &TcpStream, deadline: Duration) -> Option<Protocol> {
     let deadline = tokio::time::Instant::now() + deadline;
     let mut buf = [0u8; H2_PREFACE.len()];
     loop {
         let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await else {
-            return false;
+            return None;
         };
         if n == 0 {
-            return false;
+            return None;
         }
-        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
-            return true;
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(Protocol::Http1);
+        }
+        if n == buf.len() {
+            return Some(Protocol::Http2);
         }
         // A part of the HTTP/2 preface: peeking again would return at once, so wait a
         // little for the rest. Real clients send the preface in one segment.
@@ -303,7 +324,7 @@ async fn opening(stream: &TcpStream, deadline: Duration) -> bool {
             .await
             .is_err()
         {
-            return false;
+            return None;
         }
     }
 }
@@ -327,22 +348,38 @@ mod tests {
     async fn the_opening_waits_for_enough_to_pick_a_protocol() {
         let deadline = Duration::from_millis(300);
         let (_silent, server) = pair().await;
-        assert!(!opening(&server, deadline).await, "a silent client");
+        assert_eq!(opening(&server, deadline).await, None, "a silent client");
 
         let (mut client, server) = pair().await;
         client.write_all(b"GET / HT").await.unwrap();
-        assert!(opening(&server, deadline).await, "HTTP/1 shows at once");
+        assert_eq!(
+            opening(&server, deadline).await,
+            Some(Protocol::Http1),
+            "HTTP/1 shows at once"
+        );
 
         let (mut client, server) = pair().await;
         client.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
-        assert!(!opening(&server, deadline).await, "half an HTTP/2 preface");
+        assert_eq!(
+            opening(&server, deadline).await,
+            None,
+            "half an HTTP/2 preface"
+        );
 
         let (mut client, server) = pair().await;
         client.write_all(H2_PREFACE).await.unwrap();
-        assert!(opening(&server, deadline).await, "a whole HTTP/2 preface");
+        assert_eq!(
+            opening(&server, deadline).await,
+            Some(Protocol::Http2),
+            "a whole HTTP/2 preface"
+        );
 
         let (client, server) = pair().await;
         drop(client);
-        assert!(!opening(&server, deadline).await, "a client that hung up");
+        assert_eq!(
+            opening(&server, deadline).await,
+            None,
+            "a client that hung up"
+        );
     }
 }
