@@ -240,6 +240,18 @@ async fn keys_are_managed_over_the_api(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(revoked.status(), 200);
+    let last_view: Value = revoked.json().await.unwrap();
+    assert_eq!(last_view["data"]["status"], "revoked");
+    // Deleted, as far as the API goes: the key is no longer shown.
+    assert_eq!(
+        app.client
+            .get(app.url(&format!("/v1/admin/keys/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let gone = client.get(app.url("/v1/prices")).send().await.unwrap();
     assert_eq!(gone.status(), 401);
     assert!(

@@ -430,13 +430,15 @@ pub async fn keys_list(
 
 /// Show a key.
 ///
-/// One key without its secret. Requires scope `keys:admin`.
+/// One key without its secret. A revoked key answers 404: `DELETE` removed it, and only
+/// the key list (as `revoked`) and the audit log still record it. Requires scope
+/// `keys:admin`.
 #[utoipa::path(get, path = "/v1/admin/keys/{id}", tag = "keys", operation_id = "keys_get",
     params(KeyIdPath),
     security(("bearer" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
     responses(
         (status = 200, description = "The key", body = DataEnvelope<KeyOut>),
-        (status = 404, description = "No such key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such key, or a revoked one", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn keys_get(
@@ -444,16 +446,21 @@ pub async fn keys_get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let key = existing_key(&state, &id).await?;
+    let now = state.now();
+    if key.state(now) == KeyState::Revoked {
+        return Err(ApiError::NotFound);
+    }
     Ok(no_store(Json(DataEnvelope {
-        data: KeyOut::new(&key, state.now()),
+        data: KeyOut::new(&key, now),
     })))
 }
 
 /// Revoke a key.
 ///
 /// The key stops working at once on this server and within 2 seconds on every other
-/// replica sharing the database. Revoking a revoked key changes nothing. Requires scope
-/// `keys:admin`.
+/// replica sharing the database. The answer is the key's last view: afterwards
+/// `GET /v1/admin/keys/{id}` answers 404. Revoking a revoked key changes nothing.
+/// Requires scope `keys:admin`.
 #[utoipa::path(delete, path = "/v1/admin/keys/{id}", tag = "keys", operation_id = "keys_revoke",
     params(KeyIdPath),
     security(("bearer" = ["keys:admin"]), ("api_key" = ["keys:admin"])),
