@@ -417,16 +417,30 @@ async fn read_warm_up(
     first: i64,
     need: Need,
 ) -> Result<Vec<Bar>, ApiError> {
-    let Some(mut from) = warm_up_start(base.interval, page_start, first, need) else {
+    let Some(from) = warm_up_start(base.interval, page_start, first, need) else {
         return Ok(Vec::new());
     };
-    let step = base.interval.millis();
-    let range = |start: i64, end: i64| CandleRange {
-        start,
-        end,
+    let range = CandleRange {
+        start: from,
+        end: page_start,
         ..base.clone()
     };
-    let mut bars = read_all(store, &range(from, page_start), choice).await?;
+    let bars = read_all(store, &range, choice).await?;
+    widen_warm_up(store, base, choice, page_start, first, need, (from, bars)).await
+}
+
+/// Widens a warm-up read from `from` (holding `bars`) backwards over gaps until it holds
+/// `need.candles` bars or reaches `first`.
+async fn widen_warm_up(
+    store: &dyn Store,
+    base: &CandleRange,
+    choice: SourceChoice,
+    page_start: i64,
+    first: i64,
+    need: Need,
+    (mut from, mut bars): (i64, Vec<Bar>),
+) -> Result<Vec<Bar>, ApiError> {
+    let step = base.interval.millis();
     while bars.len() < need.candles && from > first {
         // Gaps: widen by twice the shortfall, and by at least half the span read so
         // far so sparse history still takes few round trips, until enough or the first
@@ -437,7 +451,12 @@ async fn read_warm_up(
             .max((page_start - from) / 2)
             .max(step);
         let earlier = from.saturating_sub(span).max(first);
-        let mut more = read_all(store, &range(earlier, from), choice).await?;
+        let range = CandleRange {
+            start: earlier,
+            end: from,
+            ..base.clone()
+        };
+        let mut more = read_all(store, &range, choice).await?;
         more.append(&mut bars);
         bars = more;
         from = earlier;
@@ -502,8 +521,9 @@ async fn read_page_and_warm_up(
             bars.truncate(limit as usize);
             if bars.is_empty() {
                 warm.clear();
-            } else if warm.len() < need.candles && from > first {
-                warm = read_warm_up(store, range, choice, range.start, first, need).await?;
+            } else {
+                warm = widen_warm_up(store, range, choice, range.start, first, need, (from, warm))
+                    .await?;
             }
             return Ok((warm, BarPage { bars, next_start }));
         }
