@@ -1,12 +1,18 @@
-//! OpenTelemetry: a real marketd process exporting over OTLP/HTTP to a receiver the test
-//! runs, with W3C `traceparent` read from requests and sent to upstream exchanges.
+//! OpenTelemetry: a real marketd process exporting over OTLP (HTTP with protobuf or JSON
+//! bodies, and gRPC) to a receiver the test runs, with W3C `traceparent` read from
+//! requests and sent to upstream exchanges.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::response::IntoResponse as _;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use marketd_testkit::TestDb;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -45,44 +51,59 @@ fn text(attributes: &[KeyValue], key: &str) -> Option<String> {
     }
 }
 
-/// An OTLP/HTTP receiver on 127.0.0.1: decodes every export into spans it keeps.
+/// An OTLP receiver on 127.0.0.1: decodes every export into spans it keeps.
 #[derive(Clone, Default)]
 struct Receiver {
     spans: Arc<Mutex<Vec<Received>>>,
     /// Export requests whose body did not decode.
     bad: Arc<Mutex<usize>>,
+    /// The `Content-Type` of every OTLP/HTTP export.
+    content_types: Arc<Mutex<Vec<String>>>,
+    /// The `x-collector-token` header or gRPC metadata of every export.
+    tokens: Arc<Mutex<Vec<String>>>,
 }
 
+const TOKEN_HEADER: &str = "x-collector-token";
+
 impl Receiver {
+    /// OTLP/HTTP at `/v1/traces`, protobuf or JSON as the `Content-Type` says.
     async fn start() -> (String, Self) {
         let receiver = Self::default();
         let kept = receiver.clone();
-        let export = move |body: bytes::Bytes| {
+        let export = move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
             let kept = kept.clone();
             async move {
-                let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+                let content_type = headers
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                kept.note_token(headers.get(TOKEN_HEADER));
+                kept.content_types
+                    .lock()
+                    .unwrap()
+                    .push(content_type.clone());
+                let json = content_type == "application/json";
+                let request = if json {
+                    serde_json::from_slice::<ExportTraceServiceRequest>(&body).ok()
+                } else {
+                    ExportTraceServiceRequest::decode(body).ok()
+                };
+                let Some(request) = request else {
                     *kept.bad.lock().unwrap() += 1;
                     return axum::http::StatusCode::BAD_REQUEST.into_response();
                 };
-                let mut spans = kept.spans.lock().unwrap();
-                for resource_spans in request.resource_spans {
-                    let service = resource_spans
-                        .resource
-                        .as_ref()
-                        .and_then(|r| text(&r.attributes, "service.name"))
-                        .unwrap_or_default();
-                    for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
-                        spans.push(Received {
-                            service: service.clone(),
-                            span,
-                        });
-                    }
+                kept.keep(request);
+                let response = ExportTraceServiceResponse::default();
+                if json {
+                    axum::Json(response).into_response()
+                } else {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                        response.encode_to_vec(),
+                    )
+                        .into_response()
                 }
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
-                    ExportTraceServiceResponse::default().encode_to_vec(),
-                )
-                    .into_response()
             }
         };
         let app = axum::Router::new().route("/v1/traces", axum::routing::post(export));
@@ -90,6 +111,53 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (format!("http://{addr}"), receiver)
+    }
+
+    /// OTLP/gRPC: the collector's trace service over cleartext HTTP/2.
+    async fn start_grpc() -> (String, Self) {
+        let receiver = Self::default();
+        let service = TraceServiceServer::new(GrpcCollector(receiver.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let service = TowerToHyperService::new(service.clone());
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .http2_only()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}"), receiver)
+    }
+
+    fn keep(&self, request: ExportTraceServiceRequest) {
+        let mut spans = self.spans.lock().unwrap();
+        for resource_spans in request.resource_spans {
+            let service = resource_spans
+                .resource
+                .as_ref()
+                .and_then(|r| text(&r.attributes, "service.name"))
+                .unwrap_or_default();
+            for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+                spans.push(Received {
+                    service: service.clone(),
+                    span,
+                });
+            }
+        }
+    }
+
+    fn note_token(&self, value: Option<&axum::http::HeaderValue>) {
+        if let Some(value) = value {
+            let value = value.to_str().unwrap().to_owned();
+            self.tokens.lock().unwrap().push(value);
+        }
     }
 
     fn spans(&self) -> Vec<Received> {
@@ -114,6 +182,21 @@ impl Receiver {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+struct GrpcCollector(Receiver);
+
+#[tonic::async_trait]
+impl TraceService for GrpcCollector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .note_token(request.metadata().clone().into_headers().get(TOKEN_HEADER));
+        self.0.keep(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
@@ -163,9 +246,53 @@ async fn terminate(child: &mut Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_spans_join_the_callers_trace() {
     let (endpoint, receiver) = Receiver::start().await;
+    request_spans_join_the_callers_trace_over(&endpoint, &receiver, &[]).await;
+    let content_types = receiver.content_types.lock().unwrap().clone();
+    assert!(
+        content_types.iter().all(|t| t == "application/x-protobuf"),
+        "{content_types:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_json_exports_the_same_spans() {
+    let (endpoint, receiver) = Receiver::start().await;
+    let protocol = [("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")];
+    request_spans_join_the_callers_trace_over(&endpoint, &receiver, &protocol).await;
+    let content_types = receiver.content_types.lock().unwrap().clone();
+    assert!(
+        !content_types.is_empty() && content_types.iter().all(|t| t == "application/json"),
+        "{content_types:?}"
+    );
+}
+
+/// gRPC takes the general endpoint as it is, and sends the configured headers as
+/// metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_exports_the_same_spans_with_the_configured_headers() {
+    let (endpoint, receiver) = Receiver::start_grpc().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-token=s3cret"),
+    ];
+    request_spans_join_the_callers_trace_over(&endpoint, &receiver, &env).await;
+    let tokens = receiver.tokens.lock().unwrap().clone();
+    assert!(
+        !tokens.is_empty() && tokens.iter().all(|t| t == "s3cret"),
+        "{tokens:?}"
+    );
+}
+
+/// A request with a `traceparent` is a child of the caller's span; one with a malformed
+/// header starts a trace of its own.
+async fn request_spans_join_the_callers_trace_over(
+    endpoint: &str,
+    receiver: &Receiver,
+    env: &[(&str, &str)],
+) {
     let db = TestDb::sqlite();
     let key = create_key(&db, "prices:read");
-    let server = serve_exporting(&db, &endpoint, &[]).await;
+    let server = serve_exporting(&db, endpoint, env).await;
     let client = crate::helpers::bearer_client(&key);
     let url = format!("{}/v1/ohlcv/BTC?interval=1h", server.base);
 
@@ -368,27 +495,51 @@ async fn upstream_calls_carry_the_client_spans_traceparent() {
 }
 
 #[test]
-fn config_check_shows_the_traces_endpoint_and_refuses_a_bad_one() {
-    let check = |endpoint: &str| {
+fn config_check_shows_the_traces_endpoint_and_protocol_and_refuses_bad_ones() {
+    let check = |endpoint: &str, protocol: &str| {
         Command::new(BIN)
             .args(["config", "check"])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .env_remove("OTEL_SDK_DISABLED")
             .output()
             .unwrap()
     };
-    let out = check("http://user:hunter2@collector:4318/");
+    let out = check("http://user:hunter2@collector:4318/", "");
     assert!(out.status.success());
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         printed.contains(r#"otel_traces_endpoint = "http://user:****@collector:4318/v1/traces""#),
         "{printed}"
     );
+    assert!(
+        printed.contains(r#"otel_traces_protocol = "http/protobuf""#),
+        "{printed}"
+    );
     assert!(!printed.contains("hunter2"));
 
-    let out = check("collector:4318");
+    let out = check("https://collector:4317", "grpc");
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(r#"otel_traces_endpoint = "https://collector:4317/""#)
+            || printed.contains(r#"otel_traces_endpoint = "https://collector:4317""#),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(r#"otel_traces_protocol = "grpc""#),
+        "{printed}"
+    );
+
+    let out = check("collector:4318", "");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{stderr}");
+
+    let out = check("http://collector:4317", "gRPC");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{stderr}");
 }

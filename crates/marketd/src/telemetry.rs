@@ -1,5 +1,6 @@
-//! Logs, and OpenTelemetry traces over OTLP/HTTP when the standard
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set.
+//! Logs, and OpenTelemetry traces over OTLP (HTTP with protobuf or JSON bodies, or gRPC)
+//! when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+//! is set.
 //!
 //! The spans worth exporting (one per request, one per ingest poll, one per upstream
 //! call) are at DEBUG, so that with export off and logs at INFO they cost nothing. With
@@ -12,7 +13,8 @@
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -28,10 +30,6 @@ const PROTOCOL_ENV: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 const TRACES_PROTOCOL_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
 const SDK_DISABLED_ENV: &str = "OTEL_SDK_DISABLED";
 
-/// The one OTLP protocol this build speaks: gRPC would bring a second HTTP/2 client
-/// (tonic) for no gain over a collector that accepts both.
-const HTTP_PROTOBUF: &str = "http/protobuf";
-
 /// `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names one.
 const DEFAULT_SERVICE_NAME: &str = "marketd";
 
@@ -43,14 +41,35 @@ const DEFAULT_LOG: &str = "info,sqlx=warn,tower_http=warn,opentelemetry=warn,ope
 /// down must not hold up a shutdown.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
+/// How spans travel to the collector, as `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// The specification's default, and the collector's port 4318.
+    #[default]
+    HttpProtobuf,
+    HttpJson,
+    /// The collector's port 4317.
+    Grpc,
+}
+
+impl OtlpProtocol {
+    const ALL: [Self; 3] = [Self::HttpProtobuf, Self::HttpJson, Self::Grpc];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpProtobuf => "http/protobuf",
+            Self::HttpJson => "http/json",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
 /// Whether traces are exported, from the standard `OTEL_*` variables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Traces {
-    /// Where spans are POSTed; `None` when export is off.
+    /// Where spans go; `None` when export is off.
     pub endpoint: Option<String>,
-    /// An `OTEL_EXPORTER_OTLP_PROTOCOL` other than http/protobuf, which is warned about
-    /// and exported with http/protobuf anyway.
-    pub unsupported_protocol: Option<String>,
+    pub protocol: OtlpProtocol,
 }
 
 impl Traces {
@@ -69,10 +88,28 @@ impl Traces {
         if set(SDK_DISABLED_ENV).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(Self::default());
         }
-        // The signal's own variable is used as it is; the general one is a base URL that
-        // gets the signal's path (OTLP exporter specification).
-        let (name, endpoint) = match (set(TRACES_ENDPOINT_ENV), set(ENDPOINT_ENV)) {
+        let (own, general) = (set(TRACES_ENDPOINT_ENV), set(ENDPOINT_ENV));
+        if own.is_none() && general.is_none() {
+            return Ok(Self::default());
+        }
+        let protocol = match set(TRACES_PROTOCOL_ENV)
+            .map(|p| (TRACES_PROTOCOL_ENV, p))
+            .or_else(|| set(PROTOCOL_ENV).map(|p| (PROTOCOL_ENV, p)))
+        {
+            None => OtlpProtocol::default(),
+            Some((name, raw)) => OtlpProtocol::ALL
+                .into_iter()
+                .find(|p| p.as_str() == raw)
+                .ok_or_else(|| {
+                    format!("{name}: {raw:?} is not one of grpc, http/protobuf, http/json")
+                })?,
+        };
+        // The signal's own variable is used as it is. Over HTTP the general one is a base
+        // URL that gets the signal's path; gRPC has no such path, the service names the
+        // method (OTLP exporter specification).
+        let (name, endpoint) = match (own, general) {
             (Some(traces), _) => (TRACES_ENDPOINT_ENV, traces),
+            (None, Some(base)) if protocol == OtlpProtocol::Grpc => (ENDPOINT_ENV, base),
             (None, Some(base)) => (
                 ENDPOINT_ENV,
                 format!("{}/v1/traces", base.trim_end_matches('/')),
@@ -80,15 +117,12 @@ impl Traces {
             (None, None) => return Ok(Self::default()),
         };
         match reqwest::Url::parse(&endpoint) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
             _ => return Err(format!("{name}: {endpoint:?} is not an http(s) URL")),
         }
-        let unsupported_protocol = set(TRACES_PROTOCOL_ENV)
-            .or_else(|| set(PROTOCOL_ENV))
-            .filter(|p| p != HTTP_PROTOBUF);
         Ok(Self {
             endpoint: Some(endpoint),
-            unsupported_protocol,
+            protocol,
         })
     }
 }
@@ -146,11 +180,7 @@ pub fn init(format: LogFormat, traces: &Traces) -> anyhow::Result<Telemetry> {
         registry.init();
         return Ok(Telemetry { provider: None });
     };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(endpoint.clone())
-        .build()
+    let exporter = exporter(endpoint, traces.protocol)
         .map_err(|e| anyhow::anyhow!("the OTLP trace exporter: {e}"))?;
     // The SDK reads OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_* and the exporter
     // OTEL_EXPORTER_OTLP_(TRACES_)HEADERS and _TIMEOUT themselves.
@@ -163,16 +193,45 @@ pub fn init(format: LogFormat, traces: &Traces) -> anyhow::Result<Telemetry> {
         .with_tracer(provider.tracer("marketd"))
         .with_filter(span_filter());
     registry.with(spans).init();
-    if let Some(protocol) = &traces.unsupported_protocol {
-        tracing::warn!(
-            protocol,
-            "OTEL_EXPORTER_OTLP_PROTOCOL asks for a protocol marketd does not speak; exporting with http/protobuf (point the endpoint at the collector's OTLP/HTTP port, usually 4318)"
-        );
-    }
-    tracing::info!(endpoint, "exporting traces over OTLP");
+    tracing::info!(
+        endpoint,
+        protocol = traces.protocol.as_str(),
+        "exporting traces over OTLP"
+    );
     Ok(Telemetry {
         provider: Some(provider),
     })
+}
+
+/// An exporter speaking `protocol` to `endpoint`. The gRPC channel connects lazily, on
+/// the runtime this is called from, so a collector that is down does not stop start-up.
+fn exporter(
+    endpoint: &str,
+    protocol: OtlpProtocol,
+) -> Result<SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+    let http = |body| {
+        SpanExporter::builder()
+            .with_http()
+            .with_protocol(body)
+            .with_endpoint(endpoint)
+            .build()
+    };
+    match protocol {
+        OtlpProtocol::HttpProtobuf => http(Protocol::HttpBinary),
+        OtlpProtocol::HttpJson => http(Protocol::HttpJson),
+        OtlpProtocol::Grpc => {
+            let grpc = SpanExporter::builder().with_tonic().with_endpoint(endpoint);
+            // tonic needs TLS asked for explicitly; the roots are the same Mozilla set
+            // the HTTP client trusts.
+            let tls = reqwest::Url::parse(endpoint).is_ok_and(|url| url.scheme() == "https");
+            let grpc = if tls {
+                grpc.with_tls_config(ClientTlsConfig::new().with_webpki_roots())
+            } else {
+                grpc
+            };
+            grpc.build()
+        }
+    }
 }
 
 /// The log filter plus the DEBUG spans traces are made of. The exporter's own crates are
@@ -264,21 +323,47 @@ mod tests {
     }
 
     #[test]
-    fn other_protocols_are_noted_and_bad_urls_refused() {
+    fn the_protocol_is_read_and_grpc_keeps_the_general_endpoint_as_it_is() {
+        let plain = traces(&[(ENDPOINT_ENV, "http://collector:4318")]).unwrap();
+        assert_eq!(plain.protocol, OtlpProtocol::HttpProtobuf);
         let grpc = traces(&[
-            (ENDPOINT_ENV, "http://collector:4317"),
+            (ENDPOINT_ENV, "http://collector:4317/"),
             (PROTOCOL_ENV, "grpc"),
         ])
         .unwrap();
-        assert_eq!(grpc.unsupported_protocol.as_deref(), Some("grpc"));
-        let proto = traces(&[
+        assert_eq!(grpc.protocol, OtlpProtocol::Grpc);
+        assert_eq!(grpc.endpoint.as_deref(), Some("http://collector:4317/"));
+        let json = traces(&[
             (ENDPOINT_ENV, "http://collector:4318"),
-            (TRACES_PROTOCOL_ENV, "http/protobuf"),
+            (TRACES_PROTOCOL_ENV, "http/json"),
             (PROTOCOL_ENV, "grpc"),
         ])
         .unwrap();
-        assert_eq!(proto.unsupported_protocol, None);
+        assert_eq!(json.protocol, OtlpProtocol::HttpJson);
+        assert_eq!(
+            json.endpoint.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+    }
+
+    #[test]
+    fn unknown_protocols_and_bad_urls_are_refused() {
+        let err = traces(&[
+            (ENDPOINT_ENV, "http://collector:4317"),
+            (PROTOCOL_ENV, "grpc/json"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.contains(PROTOCOL_ENV) && err.contains("grpc/json"),
+            "{err}"
+        );
         let err = traces(&[(ENDPOINT_ENV, "collector:4318")]).unwrap_err();
         assert!(err.contains(ENDPOINT_ENV), "{err}");
+        let err = traces(&[
+            (TRACES_ENDPOINT_ENV, "unix:/run/collector.sock"),
+            (PROTOCOL_ENV, "grpc"),
+        ])
+        .unwrap_err();
+        assert!(err.contains(TRACES_ENDPOINT_ENV), "{err}");
     }
 }
