@@ -304,8 +304,17 @@ pub(crate) fn serve_with_env(db_url: &str, env: &[(&str, &str)]) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
+    let addr = listening_addr(&mut child);
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+/// The address from the JSON log's "marketd listening" line; the rest of the log is
+/// drained so the server never blocks on a full pipe.
+fn listening_addr(child: &mut Child) -> String {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
         let line = lines
             .next()
@@ -316,12 +325,8 @@ pub(crate) fn serve_with_env(db_url: &str, env: &[(&str, &str)]) -> Server {
             break log["addr"].as_str().unwrap().to_owned();
         }
     };
-    // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
+    addr
 }
 
 /// Streams 400,000 candles (~45 MB of CSV) and checks the server's peak memory grows by
@@ -982,4 +987,36 @@ async fn ingest_follows_the_configured_series_until_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success());
+}
+
+/// The key printed at first start comes with a request that reaches this server, on
+/// whatever port it was given.
+#[test]
+fn the_first_start_key_comes_with_an_example_for_this_server() {
+    let db = TestDb::sqlite();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-demo"])
+        .env("MARKETD_DATABASE_URL", &db.url)
+        .env("MARKETD_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = listening_addr(&mut child);
+    let example = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find(|line| line.contains("e.g. curl"))
+        .expect("no example request printed");
+    let _ = child.kill();
+    let _ = child.wait();
+    let expected = format!("http://{addr}/v1/prices");
+    assert!(
+        example.ends_with(&expected),
+        "{example:?} is not for {expected}"
+    );
+    assert!(
+        !addr.ends_with(":8080"),
+        "the test needs a port other than the default"
+    );
 }

@@ -21,8 +21,8 @@ fn now_ms() -> i64 {
 
 /// On first start (no keys at all) issues an admin key with every scope and prints it
 /// once; with demo data, also issues a fresh read-only demo key (revoking the previous
-/// one) and prints it.
-pub async fn bootstrap(auth: &Arc<Auth>, demo: bool) -> anyhow::Result<()> {
+/// one) and prints it, with a request to `base` (the address being served) to try it.
+pub async fn bootstrap(auth: &Arc<Auth>, demo: bool, base: &str) -> anyhow::Result<()> {
     let keyring = &auth.keyring;
     let store = keyring.store();
     if store.count_keys().await? == 0 {
@@ -40,6 +40,7 @@ pub async fn bootstrap(auth: &Arc<Auth>, demo: bool) -> anyhow::Result<()> {
             "ADMIN API KEY (all scopes). It is shown this once and stored only as a hash: \
              save it now. Create narrower keys with it and revoke it when done.",
             &admin,
+            base,
         )?;
     }
     if demo {
@@ -71,17 +72,18 @@ pub async fn bootstrap(auth: &Arc<Auth>, demo: bool) -> anyhow::Result<()> {
         announce(
             "DEMO API KEY (prices:read, signals:read; replaced at every start):",
             &demo_key,
+            base,
         )?;
     }
     Ok(())
 }
 
-fn announce(title: &str, issued: &IssuedKey) -> std::io::Result<()> {
+fn announce(title: &str, issued: &IssuedKey, base: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "\n  {title}\n\n    {}\n", issued.key)?;
     writeln!(
         out,
-        "  e.g. curl -H 'Authorization: Bearer {}' http://127.0.0.1:8080/v1/prices\n",
+        "  e.g. curl -H 'Authorization: Bearer {}' {base}/v1/prices\n",
         issued.key
     )?;
     out.flush()

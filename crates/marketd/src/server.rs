@@ -130,9 +130,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     auth_config.webhook = config.security_webhook.clone();
     auth_config.failures_per_minute = config.auth_failures_per_minute;
     let auth = Arc::new(Auth::new(Arc::clone(&store), auth_config).map_err(anyhow::Error::msg)?);
-    crate::keys::bootstrap(&auth, config.demo)
-        .await
-        .context("issuing start-up keys")?;
+    crate::keys::bootstrap(
+        &auth,
+        config.demo,
+        &reachable_base(addr, config.tls.is_some()),
+    )
+    .await
+    .context("issuing start-up keys")?;
     background.push(tokio::spawn(
         Arc::clone(&auth).maintain(marketd_api::state::system_clock, shutdown.clone()),
     ));
@@ -257,4 +261,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     running.shutdown.cancel();
     running.handle.await.context("server task")?
+}
+
+/// A base URL a local client can reach `addr` at: a wildcard address is reached over
+/// loopback.
+fn reachable_base(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let host = match addr.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    format!("{scheme}://{}", SocketAddr::new(host, addr.port()))
 }
