@@ -38,8 +38,9 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .filter(|v| acceptable(v))
         .cloned()
         .unwrap_or_else(|| {
-            let fresh = uuid::Uuid::now_v7().hyphenated().to_string();
-            HeaderValue::from_str(&fresh).unwrap_or(HeaderValue::from_static("unknown"))
+            let mut text = uuid::Uuid::encode_buffer();
+            let fresh = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+            HeaderValue::from_str(fresh).unwrap_or(HeaderValue::from_static("unknown"))
         });
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
