@@ -196,6 +196,9 @@ fn matches(if_none_match: Option<&HeaderValue>, etag: &HeaderValue) -> bool {
         .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
 }
 
+/// Headers added to a cached answer on its way out, at most.
+const HEADERS_ADDED_OUTSIDE: usize = 16;
+
 fn answer(cache: &ResponseCache, entry: &Entry, if_none_match: Option<&HeaderValue>) -> Response {
     let age = entry.stored_at.elapsed();
     let left = cache.ttl.saturating_sub(age).as_secs();
@@ -219,7 +222,11 @@ fn answer(cache: &ResponseCache, entry: &Entry, if_none_match: Option<&HeaderVal
         response
     } else {
         let mut response = Response::new(Body::from(entry.body.clone()));
-        *response.headers_mut() = entry.headers.clone();
+        // Room for what this function and the layers around it add (validators, request
+        // id, rate-limit and security headers), so the map is not regrown on the way out.
+        let mut headers = HeaderMap::with_capacity(entry.headers.len() + HEADERS_ADDED_OUTSIDE);
+        headers.extend(entry.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        *response.headers_mut() = headers;
         response
     };
     let headers = response.headers_mut();
