@@ -61,6 +61,8 @@ struct Receiver {
     content_types: Arc<Mutex<Vec<String>>>,
     /// The `x-collector-token` header or gRPC metadata of every export.
     tokens: Arc<Mutex<Vec<String>>>,
+    /// The `Content-Encoding` (HTTP) or `grpc-encoding` of every export, empty for none.
+    encodings: Arc<Mutex<Vec<String>>>,
 }
 
 const TOKEN_HEADER: &str = "x-collector-token";
@@ -79,10 +81,25 @@ impl Receiver {
                     .unwrap_or_default()
                     .to_owned();
                 kept.note_token(headers.get(TOKEN_HEADER));
+                kept.note_encoding(headers.get(axum::http::header::CONTENT_ENCODING));
                 kept.content_types
                     .lock()
                     .unwrap()
                     .push(content_type.clone());
+                let gzipped = headers
+                    .get(axum::http::header::CONTENT_ENCODING)
+                    .is_some_and(|e| e == "gzip");
+                let body = if gzipped {
+                    let mut plain = Vec::new();
+                    let mut unzip = flate2::read::GzDecoder::new(&body[..]);
+                    if std::io::Read::read_to_end(&mut unzip, &mut plain).is_err() {
+                        *kept.bad.lock().unwrap() += 1;
+                        return axum::http::StatusCode::BAD_REQUEST.into_response();
+                    }
+                    bytes::Bytes::from(plain)
+                } else {
+                    body
+                };
                 let json = content_type == "application/json";
                 let request = if json {
                     serde_json::from_slice::<ExportTraceServiceRequest>(&body).ok()
@@ -116,7 +133,8 @@ impl Receiver {
     /// OTLP/gRPC: the collector's trace service over cleartext HTTP/2.
     async fn start_grpc() -> (String, Self) {
         let receiver = Self::default();
-        let service = TraceServiceServer::new(GrpcCollector(receiver.clone()));
+        let service = TraceServiceServer::new(GrpcCollector(receiver.clone()))
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -153,11 +171,24 @@ impl Receiver {
         }
     }
 
+    fn note_encoding(&self, value: Option<&axum::http::HeaderValue>) {
+        let value = value.map_or("", |v| v.to_str().unwrap()).to_owned();
+        self.encodings.lock().unwrap().push(value);
+    }
+
     fn note_token(&self, value: Option<&axum::http::HeaderValue>) {
         if let Some(value) = value {
             let value = value.to_str().unwrap().to_owned();
             self.tokens.lock().unwrap().push(value);
         }
+    }
+
+    fn assert_every_export_encoded(&self, encoding: &str) {
+        let encodings = self.encodings.lock().unwrap().clone();
+        assert!(
+            !encodings.is_empty() && encodings.iter().all(|e| e == encoding),
+            "{encodings:?}"
+        );
     }
 
     fn spans(&self) -> Vec<Received> {
@@ -193,8 +224,9 @@ impl TraceService for GrpcCollector {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0
-            .note_token(request.metadata().clone().into_headers().get(TOKEN_HEADER));
+        let headers = request.metadata().clone().into_headers();
+        self.0.note_token(headers.get(TOKEN_HEADER));
+        self.0.note_encoding(headers.get("grpc-encoding"));
         self.0.keep(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
@@ -252,28 +284,34 @@ async fn request_spans_join_the_callers_trace() {
         content_types.iter().all(|t| t == "application/x-protobuf"),
         "{content_types:?}"
     );
+    receiver.assert_every_export_encoded("");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_json_exports_the_same_spans() {
+async fn http_json_exports_the_same_spans_gzipped() {
     let (endpoint, receiver) = Receiver::start().await;
-    let protocol = [("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")];
-    request_spans_join_the_callers_trace_over(&endpoint, &receiver, &protocol).await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+    ];
+    request_spans_join_the_callers_trace_over(&endpoint, &receiver, &env).await;
     let content_types = receiver.content_types.lock().unwrap().clone();
     assert!(
         !content_types.is_empty() && content_types.iter().all(|t| t == "application/json"),
         "{content_types:?}"
     );
+    receiver.assert_every_export_encoded("gzip");
 }
 
-/// gRPC takes the general endpoint as it is, and sends the configured headers as
-/// metadata.
+/// gRPC takes the general endpoint as it is, sends the configured headers as metadata
+/// and compresses as asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_exports_the_same_spans_with_the_configured_headers() {
+async fn grpc_exports_the_same_spans_with_the_configured_headers_and_gzip() {
     let (endpoint, receiver) = Receiver::start_grpc().await;
     let env = [
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-token=s3cret"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
     ];
     request_spans_join_the_callers_trace_over(&endpoint, &receiver, &env).await;
     let tokens = receiver.tokens.lock().unwrap().clone();
@@ -281,6 +319,7 @@ async fn grpc_exports_the_same_spans_with_the_configured_headers() {
         !tokens.is_empty() && tokens.iter().all(|t| t == "s3cret"),
         "{tokens:?}"
     );
+    receiver.assert_every_export_encoded("gzip");
 }
 
 /// A request with a `traceparent` is a child of the caller's span; one with a malformed
@@ -542,4 +581,19 @@ fn config_check_shows_the_traces_endpoint_and_protocol_and_refuses_bad_ones() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+        .env("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+        .env_remove("OTEL_SDK_DISABLED")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_COMPRESSION"),
+        "{stderr}"
+    );
 }

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
-use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig as _, WithTonicConfig as _};
+use opentelemetry_otlp::{
+    Compression, Protocol, SpanExporter, WithExportConfig as _, WithHttpConfig as _,
+    WithTonicConfig as _,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -28,6 +31,8 @@ pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 const PROTOCOL_ENV: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 const TRACES_PROTOCOL_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+const COMPRESSION_ENV: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+const TRACES_COMPRESSION_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
 const SDK_DISABLED_ENV: &str = "OTEL_SDK_DISABLED";
 
 /// `service.name` unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names one.
@@ -70,6 +75,8 @@ pub struct Traces {
     /// Where spans go; `None` when export is off.
     pub endpoint: Option<String>,
     pub protocol: OtlpProtocol,
+    /// Export bodies gzipped (`OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION=gzip`).
+    pub gzip: bool,
 }
 
 impl Traces {
@@ -92,10 +99,13 @@ impl Traces {
         if own.is_none() && general.is_none() {
             return Ok(Self::default());
         }
-        let protocol = match set(TRACES_PROTOCOL_ENV)
-            .map(|p| (TRACES_PROTOCOL_ENV, p))
-            .or_else(|| set(PROTOCOL_ENV).map(|p| (PROTOCOL_ENV, p)))
-        {
+        // The signal's own variable wins over the general one.
+        let either = |own: &'static str, general: &'static str| {
+            set(own)
+                .map(|v| (own, v))
+                .or_else(|| set(general).map(|v| (general, v)))
+        };
+        let protocol = match either(TRACES_PROTOCOL_ENV, PROTOCOL_ENV) {
             None => OtlpProtocol::default(),
             Some((name, raw)) => OtlpProtocol::ALL
                 .into_iter()
@@ -103,6 +113,18 @@ impl Traces {
                 .ok_or_else(|| {
                     format!("{name}: {raw:?} is not one of grpc, http/protobuf, http/json")
                 })?,
+        };
+        // The exporter would read these itself and refuse anything but gzip (or zstd,
+        // which is not built), `none` included, only once it is being built: refusing here
+        // makes `config check` catch it.
+        let gzip = match either(TRACES_COMPRESSION_ENV, COMPRESSION_ENV) {
+            None => false,
+            Some((_, raw)) if raw == "gzip" => true,
+            Some((name, raw)) => {
+                return Err(format!(
+                    "{name}: {raw:?} is not supported: set gzip, or leave it unset for uncompressed exports"
+                ));
+            }
         };
         // The signal's own variable is used as it is. Over HTTP the general one is a base
         // URL that gets the signal's path; gRPC has no such path, the service names the
@@ -123,6 +145,7 @@ impl Traces {
         Ok(Self {
             endpoint: Some(endpoint),
             protocol,
+            gzip,
         })
     }
 }
@@ -180,7 +203,7 @@ pub fn init(format: LogFormat, traces: &Traces) -> anyhow::Result<Telemetry> {
         registry.init();
         return Ok(Telemetry { provider: None });
     };
-    let exporter = exporter(endpoint, traces.protocol)
+    let exporter = exporter(endpoint, traces.protocol, traces.gzip)
         .map_err(|e| anyhow::anyhow!("the OTLP trace exporter: {e}"))?;
     // The SDK reads OTEL_TRACES_SAMPLER(_ARG), OTEL_BSP_* and the exporter
     // OTEL_EXPORTER_OTLP_(TRACES_)HEADERS and _TIMEOUT themselves.
@@ -196,6 +219,7 @@ pub fn init(format: LogFormat, traces: &Traces) -> anyhow::Result<Telemetry> {
     tracing::info!(
         endpoint,
         protocol = traces.protocol.as_str(),
+        gzip = traces.gzip,
         "exporting traces over OTLP"
     );
     Ok(Telemetry {
@@ -208,13 +232,18 @@ pub fn init(format: LogFormat, traces: &Traces) -> anyhow::Result<Telemetry> {
 fn exporter(
     endpoint: &str,
     protocol: OtlpProtocol,
+    gzip: bool,
 ) -> Result<SpanExporter, opentelemetry_otlp::ExporterBuildError> {
     let http = |body| {
-        SpanExporter::builder()
+        let http = SpanExporter::builder()
             .with_http()
             .with_protocol(body)
-            .with_endpoint(endpoint)
-            .build()
+            .with_endpoint(endpoint);
+        if gzip {
+            http.with_compression(Compression::Gzip).build()
+        } else {
+            http.build()
+        }
     };
     match protocol {
         OtlpProtocol::HttpProtobuf => http(Protocol::HttpBinary),
@@ -226,6 +255,11 @@ fn exporter(
             let tls = reqwest::Url::parse(endpoint).is_ok_and(|url| url.scheme() == "https");
             let grpc = if tls {
                 grpc.with_tls_config(ClientTlsConfig::new().with_webpki_roots())
+            } else {
+                grpc
+            };
+            let grpc = if gzip {
+                grpc.with_compression(Compression::Gzip)
             } else {
                 grpc
             };
@@ -344,6 +378,27 @@ mod tests {
             json.endpoint.as_deref(),
             Some("http://collector:4318/v1/traces")
         );
+    }
+
+    #[test]
+    fn gzip_is_the_one_compression() {
+        let endpoint = (ENDPOINT_ENV, "http://collector:4318");
+        assert!(!traces(&[endpoint]).unwrap().gzip);
+        assert!(traces(&[endpoint, (COMPRESSION_ENV, "gzip")]).unwrap().gzip);
+        let own = traces(&[
+            endpoint,
+            (TRACES_COMPRESSION_ENV, "gzip"),
+            (COMPRESSION_ENV, "none"),
+        ])
+        .unwrap();
+        assert!(own.gzip);
+        for refused in ["none", "zstd", "GZIP"] {
+            let err = traces(&[endpoint, (COMPRESSION_ENV, refused)]).unwrap_err();
+            assert!(
+                err.contains(COMPRESSION_ENV) && err.contains(refused),
+                "{err}"
+            );
+        }
     }
 
     #[test]
