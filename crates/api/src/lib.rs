@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -113,7 +113,7 @@ pub fn metrics_app(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
-        .layer(from_fn(middleware::problem::problem_details))
+        .layer(middleware::problem::layer())
 }
 
 /// The complete application: routes, docs and the middleware stack.
@@ -126,13 +126,15 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
         Arc::clone(&state.response_cache),
         middleware::response_cache::cache,
     ));
+    let metrics = Arc::clone(&state.metrics);
+    let auth = Arc::clone(&state.auth);
     let router = with_access_control(router, &state)
         .merge(
             SwaggerUi::new(middleware::security_headers::DOCS_PREFIX)
                 .url("/openapi.json", openapi()),
         )
         .fallback(|| async { ApiError::NotFound })
-        .with_state(state.clone());
+        .with_state(state);
     // Outermost first (DESIGN §5: request id, trace, metrics, timeout, body limit,
     // compression, CORS, then auth and rate limiting as route layers):
     // - credentials are marked sensitive before anything can log them;
@@ -156,30 +158,18 @@ pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
                 header::AUTHORIZATION,
                 X_API_KEY,
             ]))
-            .layer(from_fn(middleware::request_id::request_id))
-            .layer(from_fn_with_state(
-                Arc::clone(&state.metrics),
-                middleware::metrics::record,
-            ))
-            .layer(from_fn(middleware::security_headers::security_headers))
-            .layer(from_fn(middleware::problem::problem_details))
+            .layer(middleware::request_id::layer())
+            .layer(middleware::metrics::layer(metrics))
+            .layer(middleware::security_headers::layer())
+            .layer(middleware::problem::layer())
             // Inside problem rendering, so a panic becomes a 500 problem with the request id.
             .layer(CatchPanicLayer::custom(panic_response))
-            .layer(from_fn_with_state(
-                settings.header_limit,
-                middleware::header_limit::limit_headers,
-            ))
-            .layer(from_fn(middleware::credentials::refuse_credentials_in_url))
-            .layer(from_fn_with_state(state, middleware::client_ip::client_ip))
+            .layer(middleware::header_limit::layer(settings.header_limit))
+            .layer(middleware::credentials::layer())
+            .layer(middleware::client_ip::layer(auth))
             .layer(middleware::trace::layer())
-            .layer(from_fn_with_state(
-                settings.timeouts,
-                middleware::timeout::timeouts,
-            ))
-            .layer(from_fn_with_state(
-                settings.body_limit,
-                middleware::body_limit::limit_body,
-            ))
+            .layer(settings.timeouts)
+            .layer(middleware::body_limit::layer(settings.body_limit))
             // The limit above is the only one: axum's extractors would otherwise cap
             // bodies at their own 2 MB whatever the setting says.
             .layer(DefaultBodyLimit::disable())

@@ -12,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
+use super::wrap::{Wrap, WrapLayer};
 use crate::error::{Problem, ProblemType};
 
 /// Default largest request body: more than any JSON request marketd takes needs.
@@ -32,30 +32,52 @@ impl Default for BodyLimit {
     }
 }
 
-pub async fn limit_body(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
-    if request.body().is_end_stream() {
-        return next.run(request).await;
+pub fn layer(limit: BodyLimit) -> WrapLayer<BodyLimit> {
+    WrapLayer::new(limit)
+}
+
+/// A body being counted, and the limit it is counted against.
+#[derive(Debug)]
+pub struct Counting {
+    limit: BodyLimit,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl Wrap for BodyLimit {
+    /// Bodiless requests (most of them) are not counted.
+    type Carry = Option<Counting>;
+
+    fn before(&self, request: &mut Request) -> Result<Option<Counting>, Response> {
+        if request.body().is_end_stream() {
+            return Ok(None);
+        }
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.0 as u64) {
+            return Err(too_large(*self));
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = CountedBody {
+            inner: std::mem::take(request.body_mut()),
+            remaining: self.0,
+            exceeded: Arc::clone(&exceeded),
+        };
+        *request.body_mut() = Body::new(body);
+        Ok(Some(Counting {
+            limit: *self,
+            exceeded,
+        }))
     }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit.0 as u64) {
-        return too_large(limit);
+
+    fn after(counting: Option<Counting>, response: Response) -> Response {
+        match counting {
+            Some(c) if c.exceeded.load(Ordering::Acquire) => too_large(c.limit),
+            _ => response,
+        }
     }
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let (parts, inner) = request.into_parts();
-    let body = CountedBody {
-        inner,
-        remaining: limit.0,
-        exceeded: Arc::clone(&exceeded),
-    };
-    let response = next.run(Request::from_parts(parts, Body::new(body))).await;
-    if exceeded.load(Ordering::Acquire) {
-        return too_large(limit);
-    }
-    response
 }
 
 fn too_large(limit: BodyLimit) -> Response {
@@ -121,7 +143,6 @@ mod tests {
     use axum::Router;
     use axum::extract::DefaultBodyLimit;
     use axum::http::StatusCode;
-    use axum::middleware::from_fn_with_state;
     use axum::routing::post;
     use serde_json::Value;
     use tower::ServiceExt;
@@ -131,7 +152,7 @@ mod tests {
     fn app(limit: usize) -> Router {
         Router::new()
             .route("/echo", post(|body: Bytes| async move { body }))
-            .layer(from_fn_with_state(BodyLimit(limit), limit_body))
+            .layer(layer(BodyLimit(limit)))
             .layer(DefaultBodyLimit::disable())
     }
 

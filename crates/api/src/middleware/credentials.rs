@@ -3,9 +3,9 @@
 //! is answered 400 before anything logs the URL, and the key is not used.
 
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
 
+use super::wrap::{Wrap, WrapLayer};
 use crate::error::{Problem, ProblemType};
 
 /// Query parameter names that clients use for credentials.
@@ -30,19 +30,30 @@ fn carries_credentials(query: &str) -> bool {
         || query.contains("mkd_test_")
 }
 
-pub async fn refuse_credentials_in_url(request: Request, next: Next) -> Response {
-    let in_query = request.uri().query().is_some_and(carries_credentials);
-    let in_path =
-        request.uri().path().contains("mkd_live_") || request.uri().path().contains("mkd_test_");
-    if in_query || in_path {
-        return Problem::new(
-            ProblemType::CredentialsInUrl,
-            "API keys must not be sent in the URL; send it in `Authorization: Bearer <key>` \
-             or `X-API-Key`, and rotate this key: URLs are logged along the way",
-        )
-        .into_response_with(None);
+pub fn layer() -> WrapLayer<RefuseCredentialsInUrl> {
+    WrapLayer::new(RefuseCredentialsInUrl)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RefuseCredentialsInUrl;
+
+impl Wrap for RefuseCredentialsInUrl {
+    type Carry = ();
+
+    fn before(&self, request: &mut Request) -> Result<(), Response> {
+        let in_query = request.uri().query().is_some_and(carries_credentials);
+        let path = request.uri().path();
+        let in_path = path.contains("mkd_live_") || path.contains("mkd_test_");
+        if in_query || in_path {
+            return Err(Problem::new(
+                ProblemType::CredentialsInUrl,
+                "API keys must not be sent in the URL; send it in `Authorization: Bearer <key>` \
+                 or `X-API-Key`, and rotate this key: URLs are logged along the way",
+            )
+            .into_response_with(None));
+        }
+        Ok(())
     }
-    next.run(request).await
 }
 
 #[cfg(test)]

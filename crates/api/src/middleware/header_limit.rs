@@ -3,10 +3,10 @@
 //! this limit so that every head between the two gets a problem document like any other
 //! refusal.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 
+use super::wrap::{Wrap, WrapLayer};
 use crate::error::{Problem, ProblemType};
 
 /// Default largest request head: request line and headers.
@@ -37,22 +37,26 @@ fn head_bytes(request: &Request) -> usize {
     line + headers + 2
 }
 
-pub async fn limit_headers(
-    State(limit): State<HeaderLimit>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if head_bytes(&request) > limit.0 {
-        return Problem::new(
-            ProblemType::HeadersTooLarge,
-            format!(
-                "the request line and headers may be at most {} bytes",
-                limit.0
-            ),
-        )
-        .into_response_with(None);
+pub fn layer(limit: HeaderLimit) -> WrapLayer<HeaderLimit> {
+    WrapLayer::new(limit)
+}
+
+impl Wrap for HeaderLimit {
+    type Carry = ();
+
+    fn before(&self, request: &mut Request) -> Result<(), Response> {
+        if head_bytes(request) > self.0 {
+            return Err(Problem::new(
+                ProblemType::HeadersTooLarge,
+                format!(
+                    "the request line and headers may be at most {} bytes",
+                    self.0
+                ),
+            )
+            .into_response_with(None));
+        }
+        Ok(())
     }
-    next.run(request).await
 }
 
 #[cfg(test)]
@@ -61,7 +65,6 @@ mod tests {
 
     use axum::Router;
     use axum::body::Body;
-    use axum::middleware::from_fn_with_state;
     use axum::routing::get;
     use tower::ServiceExt;
 
@@ -70,7 +73,7 @@ mod tests {
     fn app(limit: usize) -> Router {
         Router::new()
             .route("/", get(|| async { "ok" }))
-            .layer(from_fn_with_state(HeaderLimit(limit), limit_headers))
+            .layer(layer(HeaderLimit(limit)))
     }
 
     fn request(value_len: usize) -> Request {

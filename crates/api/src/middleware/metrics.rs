@@ -4,29 +4,58 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::response::Response;
 
+use super::wrap::{Wrap, WrapLayer};
 use crate::metrics::HttpMetrics;
 
-pub async fn record(
-    State(metrics): State<Arc<HttpMetrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let began = Instant::now();
-    let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let _in_flight = metrics.start();
-    let response = next.run(request).await;
-    metrics.record(
-        route.as_ref().map(MatchedPath::as_str),
-        &method,
-        response.status(),
-        began.elapsed(),
-    );
-    response
+pub fn layer(metrics: Arc<HttpMetrics>) -> WrapLayer<Record> {
+    WrapLayer::new(Record(metrics))
+}
+
+#[derive(Debug, Clone)]
+pub struct Record(Arc<HttpMetrics>);
+
+/// A request in flight: counted from its arrival until its response head, or until it
+/// is abandoned (then it is not recorded, having no status).
+#[derive(Debug)]
+pub struct InFlight {
+    metrics: Arc<HttpMetrics>,
+    began: Instant,
+    method: Method,
+    route: Option<MatchedPath>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.finish();
+    }
+}
+
+impl Wrap for Record {
+    type Carry = InFlight;
+
+    fn before(&self, request: &mut Request) -> Result<InFlight, Response> {
+        self.0.start();
+        Ok(InFlight {
+            metrics: Arc::clone(&self.0),
+            began: Instant::now(),
+            method: request.method().clone(),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+        })
+    }
+
+    fn after(request: InFlight, response: Response) -> Response {
+        request.metrics.record(
+            request.route.as_ref().map(MatchedPath::as_str),
+            &request.method,
+            response.status(),
+            request.began.elapsed(),
+        );
+        response
+    }
 }
 
 #[cfg(test)]
@@ -45,10 +74,7 @@ mod tests {
         let metrics = Arc::new(HttpMetrics::new(["/items/{id}"]));
         let app = Router::new()
             .route("/items/{id}", get(|| async { "item" }))
-            .layer(axum::middleware::from_fn_with_state(
-                Arc::clone(&metrics),
-                record,
-            ));
+            .layer(layer(Arc::clone(&metrics)));
         for uri in ["/items/1", "/items/secret-looking-id", "/nothing/here"] {
             let request = Request::get(uri).body(Body::empty()).unwrap();
             app.clone().oneshot(request).await.unwrap();

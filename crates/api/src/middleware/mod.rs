@@ -15,6 +15,7 @@ pub mod response_cache;
 pub mod security_headers;
 pub mod timeout;
 pub mod trace;
+pub mod wrap;
 
 /// The settings of the layers an operator can tune.
 #[derive(Debug, Clone, Default)]

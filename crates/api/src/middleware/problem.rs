@@ -3,22 +3,44 @@
 //! router) into problem documents too, so no error leaves marketd in another shape.
 
 use axum::extract::Request;
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::request_id::RequestId;
+use super::wrap::{Wrap, WrapLayer};
 use crate::error::{Problem, ProblemType};
 
-pub async fn problem_details(request: Request, next: Next) -> Response {
-    // The path alone: echoing the query could reflect secrets a client mistakenly sent.
-    let instance = request.uri().path().to_owned();
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.as_str().to_owned());
-    let response = next.run(request).await;
+pub fn layer() -> WrapLayer<ProblemDetails> {
+    WrapLayer::new(ProblemDetails)
+}
 
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemDetails;
+
+/// What a problem document needs from its request, held as cheap handles: most answers
+/// are not problems, so the path is copied out only when one is.
+#[derive(Debug)]
+pub struct Origin {
+    uri: Uri,
+    request_id: Option<RequestId>,
+}
+
+impl Wrap for ProblemDetails {
+    type Carry = Origin;
+
+    fn before(&self, request: &mut Request) -> Result<Origin, Response> {
+        Ok(Origin {
+            uri: request.uri().clone(),
+            request_id: request.extensions().get::<RequestId>().cloned(),
+        })
+    }
+
+    fn after(origin: Origin, response: Response) -> Response {
+        complete(origin, response)
+    }
+}
+
+fn complete(origin: Origin, response: Response) -> Response {
     let status = response.status();
     let problem = match response.extensions().get::<Problem>() {
         Some(problem) => problem.clone(),
@@ -30,8 +52,12 @@ pub async fn problem_details(request: Request, next: Next) -> Response {
         None => return response,
     };
     let problem = Problem {
-        instance,
-        request_id: request_id.unwrap_or_default(),
+        // The path alone: echoing the query could reflect secrets a client mistakenly sent.
+        instance: origin.uri.path().to_owned(),
+        request_id: origin
+            .request_id
+            .map(|id| id.as_str().to_owned())
+            .unwrap_or_default(),
         ..problem
     };
     let (mut parts, _) = response.into_parts();

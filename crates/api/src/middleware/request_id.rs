@@ -3,8 +3,9 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
+
+use super::wrap::{Wrap, WrapLayer};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -31,21 +32,35 @@ fn acceptable(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(&X_REQUEST_ID)
-        .filter(|v| acceptable(v))
-        .cloned()
-        .unwrap_or_else(|| {
-            let mut text = uuid::Uuid::encode_buffer();
-            let fresh = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
-            HeaderValue::from_str(fresh).unwrap_or(HeaderValue::from_static("unknown"))
-        });
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    response
+pub fn layer() -> WrapLayer<AssignRequestId> {
+    WrapLayer::new(AssignRequestId)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AssignRequestId;
+
+impl Wrap for AssignRequestId {
+    type Carry = HeaderValue;
+
+    fn before(&self, request: &mut Request) -> Result<HeaderValue, Response> {
+        let id = request
+            .headers()
+            .get(&X_REQUEST_ID)
+            .filter(|v| acceptable(v))
+            .cloned()
+            .unwrap_or_else(|| {
+                let mut text = uuid::Uuid::encode_buffer();
+                let fresh = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+                HeaderValue::from_str(fresh).unwrap_or(HeaderValue::from_static("unknown"))
+            });
+        request.extensions_mut().insert(RequestId(id.clone()));
+        Ok(id)
+    }
+
+    fn after(id: HeaderValue, mut response: Response) -> Response {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        response
+    }
 }
 
 #[cfg(test)]

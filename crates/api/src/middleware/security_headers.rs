@@ -12,8 +12,9 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::Response;
+
+use super::wrap::{Wrap, WrapLayer};
 
 const API_POLICY: HeaderValue =
     HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'");
@@ -39,10 +40,36 @@ fn is_docs(path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let docs = is_docs(request.uri().path());
-    let over_tls = request.extensions().get::<OverTls>().is_some();
-    let mut response = next.run(request).await;
+pub fn layer() -> WrapLayer<SecurityHeaders> {
+    WrapLayer::new(SecurityHeaders)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SecurityHeaders;
+
+/// What the response's headers depend on.
+#[derive(Debug)]
+pub struct Destination {
+    docs: bool,
+    over_tls: bool,
+}
+
+impl Wrap for SecurityHeaders {
+    type Carry = Destination;
+
+    fn before(&self, request: &mut Request) -> Result<Destination, Response> {
+        Ok(Destination {
+            docs: is_docs(request.uri().path()),
+            over_tls: request.extensions().get::<OverTls>().is_some(),
+        })
+    }
+
+    fn after(destination: Destination, response: Response) -> Response {
+        add_headers(destination, response)
+    }
+}
+
+fn add_headers(Destination { docs, over_tls }: Destination, mut response: Response) -> Response {
     let headers = response.headers_mut();
     if over_tls {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
@@ -74,7 +101,6 @@ mod tests {
     use axum::Router;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use axum::middleware::from_fn;
     use axum::routing::get;
     use tower::ServiceExt;
 
@@ -85,7 +111,7 @@ mod tests {
             .route("/v1/prices", get(|| async { "{}" }))
             .route("/docs/", get(|| async { "<html></html>" }))
             .route("/docsearch", get(|| async { "not the docs" }))
-            .layer(from_fn(security_headers))
+            .layer(layer())
     }
 
     async fn headers(path: &str) -> (StatusCode, axum::http::HeaderMap) {

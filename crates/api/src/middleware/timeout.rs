@@ -9,6 +9,7 @@
 //!
 //! Only the response head is timed: a long CSV download that has started is not cut off.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -16,11 +17,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 use tokio::time::Sleep;
+use tower::{Layer, Service};
 
 use crate::error::{Problem, ProblemType};
 
@@ -52,35 +53,114 @@ pub fn exempt(path: &str) -> bool {
     path.starts_with(STREAM_PREFIX)
 }
 
-pub async fn timeouts(State(limits): State<Timeouts>, request: Request, next: Next) -> Response {
-    let (request, body) = watch_body(request, limits.body);
-    let response = if exempt(request.uri().path()) {
-        next.run(request).await
-    } else {
-        match tokio::time::timeout(limits.handler, next.run(request)).await {
-            Ok(response) => response,
-            // Still waiting for the body at the handler's deadline: the client is the slow one.
-            Err(_) if body.as_ref().is_some_and(|b| b.get() == BodyState::Reading) => {
-                return body_timed_out(limits.body);
-            }
-            Err(_) => {
-                tracing::warn!(
-                    limit_ms = limits.handler.as_millis() as u64,
-                    "handler timed out"
-                );
-                return Problem::new(
-                    ProblemType::Timeout,
-                    "the server did not answer in time; retry later or ask for less",
-                )
-                .into_response_with(None);
-            }
+impl<S> Layer<S> for Timeouts {
+    type Service = TimeLimited<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TimeLimited {
+            limits: *self,
+            inner,
         }
-    };
-    // Whatever the handler made of the failed read (most say 400), the cause was the client's pace.
-    if body.is_some_and(|b| b.get() == BodyState::Expired) {
-        return body_timed_out(limits.body);
     }
-    response
+}
+
+/// The service beneath, held to [`Timeouts`]. A service rather than an async function
+/// so that it calls the service beneath in place instead of cloning it per request.
+#[derive(Debug, Clone)]
+pub struct TimeLimited<S> {
+    limits: Timeouts,
+    inner: S,
+}
+
+impl<S, B> Service<Request> for TimeLimited<S>
+where
+    S: Service<Request, Response = axum::http::Response<B>>,
+    S::Future: Unpin,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TimeLimitedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let (request, body) = watch_body(request, self.limits.body);
+        let deadline = (!exempt(request.uri().path()))
+            .then(|| Box::pin(tokio::time::sleep(self.limits.handler)));
+        TimeLimitedFuture {
+            inner: self.inner.call(request),
+            deadline,
+            body,
+            limits: self.limits,
+        }
+    }
+}
+
+pub struct TimeLimitedFuture<F> {
+    inner: F,
+    /// None for exempt streams.
+    deadline: Option<Pin<Box<Sleep>>>,
+    body: Option<Arc<Watch>>,
+    limits: Timeouts,
+}
+
+impl<F> std::fmt::Debug for TimeLimitedFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeLimitedFuture")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for TimeLimitedFuture<F>
+where
+    F: Future<Output = Result<axum::http::Response<B>, E>> + Unpin,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<tower::BoxError>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll(cx) {
+            // Whatever the handler made of the failed read (most say 400), the cause was
+            // the client's pace.
+            Poll::Ready(Ok(_)) if this.body_is(BodyState::Expired) => {
+                Poll::Ready(Ok(body_timed_out(this.limits.body)))
+            }
+            Poll::Ready(outcome) => Poll::Ready(outcome.map(|r| r.map(Body::new))),
+            Poll::Pending => match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Ok(this.handler_timed_out())),
+                _ => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<F> TimeLimitedFuture<F> {
+    fn body_is(&self, state: BodyState) -> bool {
+        self.body.as_ref().is_some_and(|b| b.get() == state)
+    }
+
+    fn handler_timed_out(&self) -> Response {
+        // Still waiting for the body at the handler's deadline: the client is the slow one.
+        if self.body_is(BodyState::Reading) {
+            return body_timed_out(self.limits.body);
+        }
+        tracing::warn!(
+            limit_ms = self.limits.handler.as_millis() as u64,
+            "handler timed out"
+        );
+        Problem::new(
+            ProblemType::Timeout,
+            "the server did not answer in time; retry later or ask for less",
+        )
+        .into_response_with(None)
+    }
 }
 
 fn body_timed_out(limit: Duration) -> Response {
@@ -198,7 +278,6 @@ mod tests {
     use axum::Router;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
-    use axum::middleware::from_fn_with_state;
     use axum::routing::{get, post};
     use serde_json::Value;
     use tower::ServiceExt;
@@ -221,7 +300,7 @@ mod tests {
             .route("/v1/stream/slow", get(slow))
             .route("/echo", post(echo))
             .route("/ignore", post(slow))
-            .layer(from_fn_with_state(Timeouts { handler, body }, timeouts))
+            .layer(Timeouts { handler, body })
     }
 
     async fn problem(response: Response) -> Value {
