@@ -225,9 +225,10 @@ check_prices() {
   [[ -n "$PRICES_ETAG" ]] || die "prices check: no ETag"
 }
 
-# nginx on PORT serving FILE as the prices answer, with the same content type.
+# nginx on PORT serving PRICES_FILE as the prices answer and PAGE_FILE as the ohlcv
+# page, with the same content type.
 start_nginx() {
-  local port="$1" file="$2" dir="$TMP/nginx"
+  local port="$1" file="$2" page="$3" dir="$TMP/nginx"
   mkdir -p "$dir/logs"
   cat >"$dir/nginx.conf" <<CONF
 worker_processes auto;
@@ -242,16 +243,20 @@ http {
   server {
     listen 127.0.0.1:$port;
     location = /v1/prices { default_type application/json; alias $file; }
+    location = /v1/ohlcv/BTC { default_type application/json; alias $page; }
   }
 }
 CONF
   # nginx's workers run unprivileged: they must be able to read the file.
   chmod 755 "$TMP" "$dir"
-  chmod 644 "$file"
+  chmod 644 "$file" "$page"
   nginx -c "$dir/nginx.conf" -p "$dir" || die "nginx did not start"
-  local code
-  code="$(curl -sS -o "$dir/check.json" -w '%{http_code}' "http://127.0.0.1:$port$PRICES_PATH")"
-  [[ "$code" == 200 ]] && cmp -s "$dir/check.json" "$file" || die "nginx check: HTTP $code or different bytes"
+  local code path expected
+  for path in "$PRICES_PATH" "$OHLCV_PATH"; do
+    expected="$file"; [[ "$path" == "$OHLCV_PATH" ]] && expected="$page"
+    code="$(curl -sS -o "$dir/check.json" -w '%{http_code}' "http://127.0.0.1:$port$path")"
+    [[ "$code" == 200 ]] && cmp -s "$dir/check.json" "$expected" || die "nginx check of $path: HTTP $code or different bytes"
+  done
 }
 
 current_rss_mib() {
@@ -396,14 +401,18 @@ for backend in $BACKENDS; do
   esac
 done
 
-if [[ "${NGINX:-1}" != 0 && -f "$TMP/prices.json" ]]; then
+if [[ "${NGINX:-1}" != 0 && -f "$TMP/prices.json" && -f "$TMP/ohlcv.json" ]]; then
   nginx_port="$(free_port)"
-  start_nginx "$nginx_port" "$TMP/prices.json"
+  start_nginx "$nginx_port" "$TMP/prices.json" "$TMP/ohlcv.json"
   log "nginx: the same prices bytes (warm-up $WARMUP, then $DURATION at $CONNECTIONS connections)"
   r="$(bench nginx-prices "http://127.0.0.1:$nginx_port$PRICES_PATH")"
   ROWS+=("nginx|prices (same bytes, static file)|-|-|$r|rss=-")
-  nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" -s quit || true
   NGINX_RPS="${r%%|*}"
+  log "nginx: the same ohlcv page bytes"
+  r="$(bench nginx-ohlcv500 "http://127.0.0.1:$nginx_port$OHLCV_PATH")"
+  ROWS+=("nginx|ohlcv500 (same bytes, static file)|-|-|$r|rss=-")
+  NGINX_PAGE_RPS="${r%%|*}"
+  nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" -s quit || true
 fi
 
 # ---------------------------------------------------------------------------- report
@@ -418,7 +427,7 @@ fi
   echo "- prices: GET $PRICES_PATH, response cache off (MARKETD_RESPONSE_CACHE_MS=0), so every answer is computed; prices304: the same with If-None-Match of its ETag (304s)"
   echo "- indicators500: GET $INDICATORS_PATH"
   echo "- bad_key: GET $PRICES_PATH with a well-formed unknown key (401, then 429 once the per-address failure limit is reached)"
-  echo "- nginx: the prices answer's bytes as a static file from nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on the same machine, the ceiling for an HTTP GET here"
+  echo "- nginx: the prices answer's and the ohlcv page's bytes as static files from nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on the same machine, the ceiling for an HTTP GET of those bytes here; ÷ nginx divides each prices and ohlcv500 scenario by nginx serving its own bytes"
   echo "- ohlcv500: GET $OHLCV_PATH (checked: 500 candles)"
   echo "- startup: process start to first 200 on /healthz (curl every 10 ms); first = fresh database incl. demo seeding, second = existing database"
   echo "- *_cached: the same requests to a server started with MARKETD_RESPONSE_CACHE_MS=$CACHE_MS (kept answers, dropped when data changes)"
@@ -429,8 +438,13 @@ fi
   for row in "${ROWS[@]}"; do
     IFS='|' read -r b s f sec rps p50 p99 non2xx errs rss <<<"$row"
     ratio="-"
-    if [[ -n "${NGINX_RPS:-}" && "$NGINX_RPS" =~ ^[0-9]+$ && "$rps" =~ ^[0-9]+$ && "$b" != nginx ]]; then
-      ratio="$(python3 -c "print(f'{$rps / $NGINX_RPS:.2f}')")"
+    case "$s" in
+      prices*) ceiling="${NGINX_RPS:-}" ;;
+      ohlcv500*) ceiling="${NGINX_PAGE_RPS:-}" ;;
+      *) ceiling="" ;;
+    esac
+    if [[ "$ceiling" =~ ^[0-9]+$ && "$rps" =~ ^[0-9]+$ && "$b" != nginx ]]; then
+      ratio="$(python3 -c "print(f'{$rps / $ceiling:.2f}')")"
     fi
     echo "| $b | $s | $f | $sec | $rps | $ratio | $p50 | $p99 | $non2xx | $errs | ${rss#rss=} |"
   done
