@@ -34,7 +34,7 @@ pub use leader::{Lease, lock_key};
 pub use model::{Asset, SeriesInfo};
 pub use pool_waits::{POOL_WAIT_BUCKETS, PoolWaitStats};
 pub use postgres::PgStore;
-pub use read::{BarPage, CandleRange, SourceChoice, read_bars, stream_bars};
+pub use read::{BarPage, CandleRange, SourceChoice, read_bar_values, read_bars, stream_bars};
 pub use signals::{SignalProgress, SignalStore, SignalUpdate, StoredSignal};
 pub use sqlite::SqliteStore;
 
@@ -131,6 +131,20 @@ pub trait Store: KeyStore + JobStore + SignalStore + GapStore {
         end: i64,
         limit: u32,
     ) -> Result<Vec<Bar>>;
+
+    /// [`Self::candles`] for callers that compute on the values alone: each bar's
+    /// `source` may be left empty, which spares a backend reading and allocating it for
+    /// every row.
+    async fn candle_values(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+    ) -> Result<Vec<Bar>> {
+        self.candles(symbol, interval, start, end, limit).await
+    }
 
     /// Stores a price unless a newer one is already stored.
     async fn upsert_latest_price(&self, price: &LatestPrice) -> Result<()>;

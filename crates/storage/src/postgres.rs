@@ -5,7 +5,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow, PgTypeInfo};
 use sqlx::{Column, Executor, PgPool, Postgres, Row, Type};
 
 use crate::changes::{ChangeFeed, Changes, listen_postgres};
@@ -30,7 +30,46 @@ pub struct PgStore {
     waits: PoolWaits,
 }
 
+/// The range a candle read covers.
+struct CandleSpan<'a> {
+    symbol: &'a str,
+    interval: Interval,
+    start: i64,
+    end: i64,
+    limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    Read,
+    Skip,
+}
+
 impl PgStore {
+    async fn read_candles(&self, span: CandleSpan<'_>, sources: Sources) -> Result<Vec<Bar>> {
+        let sql = match sources {
+            Sources::Read => {
+                "SELECT open_time, open, high, low, close, volume, source FROM candles
+                 WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
+                 ORDER BY open_time LIMIT $5"
+            }
+            Sources::Skip => {
+                "SELECT open_time, open, high, low, close, volume FROM candles
+                 WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
+                 ORDER BY open_time LIMIT $5"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(span.symbol)
+            .bind(span.interval.as_str())
+            .bind(span.start)
+            .bind(span.end)
+            .bind(i64::from(span.limit))
+            .fetch_all(&mut *self.conn().await?)
+            .await?;
+        bars_from_rows(&rows, sources == Sources::Read)
+    }
+
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self> {
         let connect = PgConnectOptions::from_str(url)?.application_name("marketd");
         let pool = PgPoolOptions::new()
@@ -250,19 +289,32 @@ impl Store for PgStore {
         end: i64,
         limit: u32,
     ) -> Result<Vec<Bar>> {
-        let rows = sqlx::query(
-            "SELECT open_time, open, high, low, close, volume, source FROM candles
-             WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
-             ORDER BY open_time LIMIT $5",
-        )
-        .bind(symbol)
-        .bind(interval.as_str())
-        .bind(start)
-        .bind(end)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
-        bars_from_rows(&rows)
+        let span = CandleSpan {
+            symbol,
+            interval,
+            start,
+            end,
+            limit,
+        };
+        self.read_candles(span, Sources::Read).await
+    }
+
+    async fn candle_values(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+    ) -> Result<Vec<Bar>> {
+        let span = CandleSpan {
+            symbol,
+            interval,
+            start,
+            end,
+            limit,
+        };
+        self.read_candles(span, Sources::Skip).await
     }
 
     async fn upsert_latest_price(&self, p: &LatestPrice) -> Result<()> {
@@ -337,22 +389,33 @@ impl Store for PgStore {
     }
 }
 
-/// Decodes candle rows (`open_time, open, high, low, close, volume, source`).
+/// Decodes candle rows (`open_time, open, high, low, close, volume`, then `source` when
+/// `with_source`).
 ///
 /// Every row of a result has the same column types, so they are checked once here and
 /// each value is then decoded without the driver's own per-value check, which cost
 /// more than the decoding on a page of hundreds of candles.
-fn bars_from_rows(rows: &[PgRow]) -> Result<Vec<Bar>> {
+fn bars_from_rows(rows: &[PgRow], with_source: bool) -> Result<Vec<Bar>> {
     let Some(first) = rows.first() else {
         return Ok(Vec::new());
     };
     let types: Vec<_> = first.columns().iter().map(Column::type_info).collect();
-    let as_expected = matches!(types.as_slice(), [time, open, high, low, close, volume, source]
-        if <i64 as Type<Postgres>>::compatible(time)
-            && [open, high, low, close, volume]
+    let values_as_expected = |time: &PgTypeInfo, values: [&PgTypeInfo; 5]| {
+        <i64 as Type<Postgres>>::compatible(time)
+            && values
                 .iter()
                 .all(|t| <f64 as Type<Postgres>>::compatible(t))
-            && <String as Type<Postgres>>::compatible(source));
+    };
+    let as_expected = match types.as_slice() {
+        [time, open, high, low, close, volume, source] if with_source => {
+            values_as_expected(time, [*open, *high, *low, *close, *volume])
+                && <String as Type<Postgres>>::compatible(source)
+        }
+        [time, open, high, low, close, volume] if !with_source => {
+            values_as_expected(time, [*open, *high, *low, *close, *volume])
+        }
+        _ => false,
+    };
     if !as_expected {
         return Err(crate::StoreError::Corrupt(format!(
             "candle columns have unexpected types: {types:?}"
@@ -367,7 +430,11 @@ fn bars_from_rows(rows: &[PgRow]) -> Result<Vec<Bar>> {
                 row.try_get_unchecked(3)?,
                 row.try_get_unchecked(4)?,
                 row.try_get_unchecked(5)?,
-                row.try_get_unchecked(6)?,
+                if with_source {
+                    row.try_get_unchecked(6)?
+                } else {
+                    String::new()
+                },
             )))
         })
         .collect()

@@ -90,6 +90,33 @@ pub async fn read_bars(
     choice: SourceChoice,
     limit: u32,
 ) -> Result<BarPage> {
+    read(store, range, choice, limit, Sources::Read).await
+}
+
+/// [`read_bars`] for computing on the values alone: native bars may come without their
+/// `source` (see [`Store::candle_values`]).
+pub async fn read_bar_values(
+    store: &dyn Store,
+    range: &CandleRange,
+    choice: SourceChoice,
+    limit: u32,
+) -> Result<BarPage> {
+    read(store, range, choice, limit, Sources::MaySkip).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sources {
+    Read,
+    MaySkip,
+}
+
+async fn read(
+    store: &dyn Store,
+    range: &CandleRange,
+    choice: SourceChoice,
+    limit: u32,
+    sources: Sources,
+) -> Result<BarPage> {
     let limit = limit.max(1);
     match choice {
         SourceChoice::Unavailable => Ok(BarPage {
@@ -97,15 +124,20 @@ pub async fn read_bars(
             next_start: None,
         }),
         SourceChoice::Native => {
-            let mut bars = store
-                .candles(
-                    &range.symbol,
-                    range.interval,
-                    range.start,
-                    range.end,
-                    limit + 1,
-                )
-                .await?;
+            let (symbol, interval) = (&range.symbol, range.interval);
+            let (start, end, limit_read) = (range.start, range.end, limit + 1);
+            let mut bars = match sources {
+                Sources::Read => {
+                    store
+                        .candles(symbol, interval, start, end, limit_read)
+                        .await?
+                }
+                Sources::MaySkip => {
+                    store
+                        .candle_values(symbol, interval, start, end, limit_read)
+                        .await?
+                }
+            };
             let next_start = split_off_next(&mut bars, limit);
             Ok(BarPage { bars, next_start })
         }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
-use marketd_storage::{Asset, CandleRange, SourceChoice, Store, read_bars, stream_bars};
+use marketd_storage::{
+    Asset, CandleRange, SourceChoice, Store, read_bar_values, read_bars, stream_bars,
+};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -35,6 +37,7 @@ marketd_testkit::store_suite!(
     assets_round_trip,
     an_asset_comes_with_its_series,
     awkward_values_and_sources_read_back_exactly,
+    values_alone_read_the_same_candles,
 );
 
 /// Minute `i` of a synthetic series whose aggregates can be worked out by hand:
@@ -697,5 +700,68 @@ async fn awkward_values_and_sources_read_back_exactly(store: Arc<dyn Store>) {
         );
         let source = if i < 4 { "binance" } else { odd_source };
         assert_eq!(bar.source, source);
+    }
+}
+
+async fn values_alone_read_the_same_candles(store: Arc<dyn Store>) {
+    store
+        .upsert_candles("BTC", Interval::H1, "binance", &series(30, MONDAY, HOUR))
+        .await
+        .unwrap();
+    store
+        .upsert_candles(
+            "BTC",
+            Interval::H1,
+            "kraken",
+            &series(30, MONDAY + 30 * HOUR, HOUR),
+        )
+        .await
+        .unwrap();
+    let full = store
+        .candles("BTC", Interval::H1, MONDAY + 5 * HOUR, MONDAY + DAY * 3, 40)
+        .await
+        .unwrap();
+    let values = store
+        .candle_values("BTC", Interval::H1, MONDAY + 5 * HOUR, MONDAY + DAY * 3, 40)
+        .await
+        .unwrap();
+    assert_eq!(full.len(), 40);
+    assert_eq!(
+        values.iter().map(|b| b.candle).collect::<Vec<_>>(),
+        full.iter().map(|b| b.candle).collect::<Vec<_>>()
+    );
+    // A backend may skip the source; it never makes one up.
+    for (value, bar) in values.iter().zip(&full) {
+        assert!(
+            value.source.is_empty() || value.source == bar.source,
+            "{value:?}"
+        );
+        assert_eq!(value.count, 1);
+    }
+    assert!(
+        store
+            .candle_values("BTC", Interval::H1, MONDAY + DAY * 9, MONDAY + DAY * 10, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Paged the same way as whole bars, native and derived.
+    for (interval, choice) in [
+        (Interval::H1, SourceChoice::Native),
+        (Interval::H4, SourceChoice::Derived(Interval::H1)),
+    ] {
+        let window = range("BTC", interval, MONDAY, MONDAY + 3 * DAY);
+        let bars = read_bars(store.as_ref(), &window, choice, 7).await.unwrap();
+        let values = read_bar_values(store.as_ref(), &window, choice, 7)
+            .await
+            .unwrap();
+        assert_eq!(values.next_start, bars.next_start, "{interval:?}");
+        assert!(values.next_start.is_some());
+        assert_eq!(
+            values.bars.iter().map(|b| b.candle).collect::<Vec<_>>(),
+            bars.bars.iter().map(|b| b.candle).collect::<Vec<_>>(),
+            "{interval:?}"
+        );
     }
 }

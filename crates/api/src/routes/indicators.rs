@@ -20,7 +20,7 @@ use marketd_domain::indicators::{
     parse_indicators,
 };
 use marketd_domain::{Bar, Candle, Interval};
-use marketd_storage::{BarPage, CandleRange, SeriesInfo, SourceChoice, Store, read_bars};
+use marketd_storage::{BarPage, CandleRange, SeriesInfo, SourceChoice, Store, read_bar_values};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -397,7 +397,7 @@ async fn read_all(
     let mut bars = Vec::new();
     let mut range = range.clone();
     loop {
-        let page = read_bars(store, &range, choice, WARM_UP_CHUNK).await?;
+        let page = read_bar_values(store, &range, choice, WARM_UP_CHUNK).await?;
         bars.extend(page.bars);
         match page.next_start {
             Some(next) => range.start = next,
@@ -495,7 +495,7 @@ async fn read_page_and_warm_up(
     need: Need,
 ) -> Result<(Vec<Bar>, BarPage), ApiError> {
     let Some(first) = first else {
-        let page = read_bars(store, range, choice, limit).await?;
+        let page = read_bar_values(store, range, choice, limit).await?;
         return Ok((Vec::new(), page));
     };
     let joined_from = warm_up_start(range.interval, range.start, first, need)
@@ -510,7 +510,7 @@ async fn read_page_and_warm_up(
                 start: from,
                 ..range.clone()
             };
-            let read = read_bars(store, &joined, choice, warm_buckets + limit).await?;
+            let read = read_bar_values(store, &joined, choice, warm_buckets + limit).await?;
             let mut warm = read.bars;
             let split = warm.partition_point(|b| b.candle.open_time < range.start);
             let mut bars = warm.split_off(split);
@@ -528,7 +528,7 @@ async fn read_page_and_warm_up(
             return Ok((warm, BarPage { bars, next_start }));
         }
     }
-    let page = read_bars(store, range, choice, limit).await?;
+    let page = read_bar_values(store, range, choice, limit).await?;
     let warm = if page.bars.is_empty() {
         Vec::new()
     } else {
