@@ -47,12 +47,12 @@ impl Wrap for Record {
         })
     }
 
-    fn after(request: InFlight, response: Response) -> Response {
-        request.metrics.record(
-            request.route.as_ref().map(MatchedPath::as_str),
-            &request.method,
+    fn after(finished: InFlight, response: Response) -> Response {
+        finished.metrics.record(
+            finished.route.as_ref().map(MatchedPath::as_str),
+            &finished.method,
             response.status(),
-            request.began.elapsed(),
+            finished.began.elapsed(),
         );
         response
     }
