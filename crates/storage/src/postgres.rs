@@ -30,44 +30,35 @@ pub struct PgStore {
     waits: PoolWaits,
 }
 
-/// The range a candle read covers.
-struct CandleSpan<'a> {
-    symbol: &'a str,
-    interval: Interval,
-    start: i64,
-    end: i64,
-    limit: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sources {
-    Read,
-    Skip,
-}
-
 impl PgStore {
-    async fn read_candles(&self, span: CandleSpan<'_>, sources: Sources) -> Result<Vec<Bar>> {
-        let sql = match sources {
-            Sources::Read => {
-                "SELECT open_time, open, high, low, close, volume, source FROM candles
-                 WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
-                 ORDER BY open_time LIMIT $5"
-            }
-            Sources::Skip => {
-                "SELECT open_time, open, high, low, close, volume FROM candles
-                 WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
-                 ORDER BY open_time LIMIT $5"
-            }
+    /// The candles of a range, with their sources unless `with_source` is false.
+    async fn read_candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+        with_source: bool,
+    ) -> Result<Vec<Bar>> {
+        let sql = if with_source {
+            "SELECT open_time, open, high, low, close, volume, source FROM candles
+             WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
+             ORDER BY open_time LIMIT $5"
+        } else {
+            "SELECT open_time, open, high, low, close, volume FROM candles
+             WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
+             ORDER BY open_time LIMIT $5"
         };
         let rows = sqlx::query(sql)
-            .bind(span.symbol)
-            .bind(span.interval.as_str())
-            .bind(span.start)
-            .bind(span.end)
-            .bind(i64::from(span.limit))
+            .bind(symbol)
+            .bind(interval.as_str())
+            .bind(start)
+            .bind(end)
+            .bind(i64::from(limit))
             .fetch_all(&mut *self.conn().await?)
             .await?;
-        bars_from_rows(&rows, sources == Sources::Read)
+        bars_from_rows(&rows, with_source)
     }
 
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self> {
@@ -289,14 +280,8 @@ impl Store for PgStore {
         end: i64,
         limit: u32,
     ) -> Result<Vec<Bar>> {
-        let span = CandleSpan {
-            symbol,
-            interval,
-            start,
-            end,
-            limit,
-        };
-        self.read_candles(span, Sources::Read).await
+        self.read_candles(symbol, interval, start, end, limit, true)
+            .await
     }
 
     async fn candle_values(
@@ -307,14 +292,8 @@ impl Store for PgStore {
         end: i64,
         limit: u32,
     ) -> Result<Vec<Bar>> {
-        let span = CandleSpan {
-            symbol,
-            interval,
-            start,
-            end,
-            limit,
-        };
-        self.read_candles(span, Sources::Skip).await
+        self.read_candles(symbol, interval, start, end, limit, false)
+            .await
     }
 
     async fn upsert_latest_price(&self, p: &LatestPrice) -> Result<()> {
