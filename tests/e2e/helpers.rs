@@ -263,3 +263,15 @@ pub fn parse_response(raw: &[u8]) -> (u16, String, String) {
         .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
     (status, head.to_ascii_lowercase(), body.to_owned())
 }
+
+/// A certificate authority made for one test, named `common_name`.
+pub fn test_ca(common_name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    rcgen::CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}

@@ -1,6 +1,6 @@
 //! OpenTelemetry: a real marketd process exporting over OTLP (HTTP with protobuf or JSON
-//! bodies, and gRPC) to a receiver the test runs, with W3C `traceparent` read from
-//! requests and sent to upstream exchanges.
+//! bodies, and gRPC, in the clear or over mutual TLS) to a receiver the test runs, with
+//! W3C `traceparent` read from requests and sent to upstream exchanges.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,8 +21,13 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message as _;
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio_rustls::TlsAcceptor;
 
 use crate::cli::{BIN, Server, create_key, serve_with_env};
+use crate::helpers::test_ca;
 
 /// Far beyond what export takes, for a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -63,6 +68,8 @@ struct Receiver {
     tokens: Arc<Mutex<Vec<String>>>,
     /// The `Content-Encoding` (HTTP) or `grpc-encoding` of every export, empty for none.
     encodings: Arc<Mutex<Vec<String>>>,
+    /// Why each TLS handshake a receiver over TLS refused failed.
+    refused: Arc<Mutex<Vec<rustls::Error>>>,
 }
 
 const TOKEN_HEADER: &str = "x-collector-token";
@@ -71,7 +78,15 @@ impl Receiver {
     /// OTLP/HTTP at `/v1/traces`, protobuf or JSON as the `Content-Type` says.
     async fn start() -> (String, Self) {
         let receiver = Self::default();
-        let kept = receiver.clone();
+        let app = receiver.http_app();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}"), receiver)
+    }
+
+    fn http_app(&self) -> axum::Router {
+        let kept = self.clone();
         let export = move |headers: axum::http::HeaderMap, body: bytes::Bytes| {
             let kept = kept.clone();
             async move {
@@ -123,18 +138,13 @@ impl Receiver {
                 }
             }
         };
-        let app = axum::Router::new().route("/v1/traces", axum::routing::post(export));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (format!("http://{addr}"), receiver)
+        axum::Router::new().route("/v1/traces", axum::routing::post(export))
     }
 
     /// OTLP/gRPC: the collector's trace service over cleartext HTTP/2.
     async fn start_grpc() -> (String, Self) {
         let receiver = Self::default();
-        let service = TraceServiceServer::new(GrpcCollector(receiver.clone()))
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let service = receiver.grpc_app();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -152,6 +162,51 @@ impl Receiver {
             }
         });
         (format!("http://{addr}"), receiver)
+    }
+
+    /// The trace service alone, as a router so it can also be served over TLS like the
+    /// HTTP receiver.
+    fn grpc_app(&self) -> axum::Router {
+        let service = TraceServiceServer::new(GrpcCollector(self.clone()))
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        axum::Router::new().fallback_service(service)
+    }
+
+    /// `app` (an [`http_app`](Self::http_app) or [`grpc_app`](Self::grpc_app)) over TLS
+    /// with `pki`'s collector certificate, HTTP/2 or HTTP/1.1 as ALPN settles. A client
+    /// whose certificate `pki`'s CA did not issue is refused at the handshake.
+    async fn start_mutual_tls(pki: &Pki, app: fn(&Self) -> axum::Router) -> (String, Self) {
+        let receiver = Self::default();
+        let app = app(&receiver);
+        let acceptor = TlsAcceptor::from(Arc::clone(&pki.collector));
+        let refused = Arc::clone(&receiver.refused);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, app, refused) = (acceptor.clone(), app.clone(), refused.clone());
+                tokio::spawn(async move {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(stream) => stream,
+                        Err(err) => {
+                            let why = err
+                                .into_inner()
+                                .and_then(|inner| inner.downcast::<rustls::Error>().ok())
+                                .map_or(rustls::Error::HandshakeNotComplete, |why| *why);
+                            refused.lock().unwrap().push(why);
+                            return;
+                        }
+                    };
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+                        .await;
+                });
+            }
+        });
+        (format!("https://{addr}"), receiver)
     }
 
     fn keep(&self, request: ExportTraceServiceRequest) {
@@ -234,6 +289,73 @@ impl TraceService for GrpcCollector {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A CA made for one test, and what it issued: the collector's certificate for
+/// 127.0.0.1 and a client certificate for marketd. marketd reads PEM files, so the CA
+/// and the client pair are written to a temporary directory.
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: String,
+    client_cert: String,
+    client_key: String,
+    /// The collector's side: its certificate, and client certificates required.
+    collector: Arc<rustls::ServerConfig>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let ca = test_ca("marketd test collector CA");
+
+        let collector_key = KeyPair::generate().unwrap();
+        let collector = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&collector_key, &ca)
+            .unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "marketd");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client = params.signed_by(&client_key, &ca).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let ca_path = write("ca.pem", ca.pem());
+        let client_cert = write("client.crt", client.pem());
+        let client_key = write("client.key", client_key.serialize_pem());
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let clients =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .unwrap();
+        let collector_key = PrivatePkcs8KeyDer::from(collector_key.serialize_der());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(
+                vec![collector.der().clone()],
+                PrivateKeyDer::Pkcs8(collector_key),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self {
+            _dir: dir,
+            ca: ca_path,
+            client_cert,
+            client_key,
+            collector: Arc::new(config),
+        }
+    }
 }
 
 /// Starts `marketd serve` exporting to `endpoint`, off the runtime as it blocks until the
@@ -320,6 +442,78 @@ async fn grpc_exports_the_same_spans_with_the_configured_headers_and_gzip() {
         "{tokens:?}"
     );
     receiver.assert_every_export_encoded("gzip");
+}
+
+/// A collector that requires mutual TLS: its certificate is trusted through the CA file and
+/// marketd shows the client certificate it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_exports_over_mutual_tls() {
+    let pki = Pki::new();
+    let (endpoint, receiver) = Receiver::start_mutual_tls(&pki, Receiver::http_app).await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.ca.as_str()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &pki.client_cert),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &pki.client_key),
+    ];
+    request_spans_join_the_callers_trace_over(&endpoint, &receiver, &env).await;
+}
+
+/// The same over gRPC, with the signal's own variables winning over general ones that
+/// name files which are not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_exports_over_mutual_tls() {
+    let pki = Pki::new();
+    let (endpoint, receiver) = Receiver::start_mutual_tls(&pki, Receiver::grpc_app).await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", pki.ca.as_str()),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+            &pki.client_cert,
+        ),
+        ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", &pki.client_key),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nowhere/ca.pem"),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            "/nowhere/client.crt",
+        ),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/nowhere/client.key"),
+    ];
+    request_spans_join_the_callers_trace_over(&endpoint, &receiver, &env).await;
+}
+
+/// With the CA but no client certificate, the export reaches the collector, which
+/// refuses the handshake: no span gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_client_certificate_a_collector_requiring_one_gets_nothing() {
+    let pki = Pki::new();
+    let (endpoint, receiver) = Receiver::start_mutual_tls(&pki, Receiver::http_app).await;
+    let db = TestDb::sqlite();
+    let server = serve_exporting(
+        &db,
+        &endpoint,
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.ca.as_str())],
+    )
+    .await;
+    let answer = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+
+    let began = Instant::now();
+    while receiver.refused.lock().unwrap().is_empty() {
+        assert!(began.elapsed() < DEADLINE, "no export was attempted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = receiver.refused.lock().unwrap().clone();
+    assert!(
+        refused
+            .iter()
+            .all(|why| *why == rustls::Error::NoCertificatesPresented),
+        "{refused:?}"
+    );
+    assert!(receiver.spans().is_empty(), "{:?}", receiver.spans());
+    drop(server);
 }
 
 /// A request with a `traceparent` is a child of the caller's span; one with a malformed
@@ -594,6 +788,51 @@ fn config_check_shows_the_traces_endpoint_and_protocol_and_refuses_bad_ones() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("OTEL_EXPORTER_OTLP_COMPRESSION"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_shows_the_trace_tls_files_and_refuses_one_that_does_not_load() {
+    let pki = Pki::new();
+    let check = |ca: &str| {
+        Command::new(BIN)
+            .args(["config", "check"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")
+            .env("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)
+            .env("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &pki.client_cert)
+            .env("OTEL_EXPORTER_OTLP_CLIENT_KEY", &pki.client_key)
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY")
+            .env_remove("OTEL_SDK_DISABLED")
+            .output()
+            .unwrap()
+    };
+    let out = check(&pki.ca);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        format!("otel_traces_certificate = {:?}", pki.ca),
+        format!("otel_traces_client_certificate = {:?}", pki.client_cert),
+        format!("otel_traces_client_key = {:?}", pki.client_key),
+    ] {
+        assert!(printed.contains(&line), "{printed}");
+    }
+    let key = std::fs::read_to_string(&pki.client_key).unwrap();
+    let key_body = key.lines().nth(1).unwrap();
+    assert!(!printed.contains(key_body), "{printed}");
+
+    let out = check("/nowhere/ca.pem");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_CERTIFICATE") && stderr.contains("/nowhere/ca.pem"),
         "{stderr}"
     );
 }

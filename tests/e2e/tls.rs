@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use marketd::tls::TlsFiles;
 use marketd_testkit::TestDb;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{CertificateParams, CertifiedIssuer, DnType, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, config, read_until_closed, socket_addr, spawn_app_on};
+use crate::helpers::{TestApp, config, read_until_closed, socket_addr, spawn_app_on, test_ca};
 
 /// Far above the configured deadline: the tests check that connections close, not how fast.
 const BOUND: Duration = Duration::from_secs(20);
@@ -30,14 +28,9 @@ struct Ca {
 
 impl Ca {
     fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "marketd test CA");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Self { issuer }
+        Self {
+            issuer: test_ca("marketd test CA"),
+        }
     }
 
     fn reqwest_root(&self) -> reqwest::Certificate {

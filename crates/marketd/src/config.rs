@@ -565,7 +565,7 @@ impl Config {
     /// The configuration as `marketd config check` prints it, secrets masked.
     pub fn describe(&self) -> String {
         format!(
-            "listen = \"{}\"\nmetrics_listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\notel_traces_endpoint = \"{}\"\notel_traces_protocol = \"{}\"\notel_traces_gzip = {}\n{}",
+            "listen = \"{}\"\nmetrics_listen = \"{}\"\ndatabase_url = \"{}\"\ndemo = {}\nshutdown_timeout_secs = {}\nmax_connections = {}\nlog_format = \"{}\"\ntrusted_proxies = {:?}\nsecurity_webhook = {}\nkey_pepper = \"{}\"\ningest_series = {}\nhandler_timeout_secs = {}\nbody_timeout_secs = {}\nheader_read_timeout_secs = {}\nconnection_limit = {}\nmax_header_bytes = {}\nbody_limit_bytes = {}\ncors_origins = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nprice_fresh_secs = {}\nprice_divergence_pct = {}\nresponse_cache_ms = {}\notel_traces_endpoint = \"{}\"\notel_traces_protocol = \"{}\"\notel_traces_gzip = {}\notel_traces_certificate = {:?}\notel_traces_client_certificate = {:?}\notel_traces_client_key = {:?}\n{}",
             self.listen,
             self.metrics_listen
                 .map_or_else(|| "same as listen".into(), |a| a.to_string()),
@@ -619,6 +619,19 @@ impl Config {
                 .map_or_else(|| "none".to_owned(), mask_url),
             self.traces.protocol.as_str(),
             self.traces.gzip,
+            // Where the files are, never what the key file holds.
+            self.traces
+                .ca
+                .as_ref()
+                .map_or_else(|| "none".into(), |ca| ca.path.display().to_string()),
+            self.traces
+                .client
+                .as_ref()
+                .map_or_else(|| "none".into(), |c| c.chain.path.display().to_string()),
+            self.traces
+                .client
+                .as_ref()
+                .map_or_else(|| "none".into(), |c| c.key.path.display().to_string()),
             self.describe_symbols(),
         )
     }
