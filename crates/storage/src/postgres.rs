@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow, PgTypeInfo};
-use sqlx::{Column, Executor, PgPool, Postgres, Row, Type};
+use sqlx::{Column, Connection as _, Executor, PgPool, Postgres, Row, Type};
 
 use crate::changes::{ChangeFeed, Changes, listen_postgres};
 use crate::model::{
@@ -22,6 +22,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 /// Rows per UNNEST insert: large enough to amortise round trips, small enough that one
 /// statement's arrays stay a few hundred kilobytes.
 const ROWS_PER_INSERT: usize = 5_000;
+
+/// A pooled connection idle this long is pinged before use; a busier one is not.
+const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -66,6 +69,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            // sqlx's default pings every connection it hands out: a round trip to the
+            // server before every query. Only a connection that sat idle may have been cut
+            // off (a restarted server, a dropped socket); one just returned by a busy
+            // request has not, and a query on a broken one fails and closes it anyway.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // Every read here is a range of an index prefix wanted in index

@@ -42,6 +42,10 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            // A SQLite connection is a file handle on a worker thread: nothing can cut it
+            // off while it is idle, so sqlx's ping before every use is only a round trip
+            // to that thread.
+            .test_before_acquire(false)
             .connect_with(connect)
             .await?;
         Ok(Self {
