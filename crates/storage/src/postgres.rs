@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use futures::TryStreamExt as _;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow, PgTypeInfo};
@@ -22,6 +23,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 /// Rows per UNNEST insert: large enough to amortise round trips, small enough that one
 /// statement's arrays stay a few hundred kilobytes.
 const ROWS_PER_INSERT: usize = 5_000;
+
+/// Bars reserved up front for a candle read: a page's worth, so filling it never
+/// reallocates, while a caller's far larger limit does not reserve memory it may not use.
+const MAX_PREALLOCATED_BARS: u32 = 5_000;
 
 /// A pooled connection idle this long is pinged before use; a busier one is not.
 const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
@@ -53,15 +58,24 @@ impl PgStore {
              WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
              ORDER BY open_time LIMIT $5"
         };
-        let rows = sqlx::query(sql)
+        let mut conn = self.conn().await?;
+        let mut rows = sqlx::query(sql)
             .bind(symbol)
             .bind(interval.as_str())
             .bind(start)
             .bind(end)
             .bind(i64::from(limit))
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
-        bars_from_rows(&rows, with_source)
+            .fetch(&mut *conn);
+        // Each row is decoded as it arrives rather than after the whole result is held
+        // as rows: a page of candles is then read once, while it is still in cache.
+        let mut bars = Vec::with_capacity(limit.min(MAX_PREALLOCATED_BARS) as usize);
+        while let Some(row) = rows.try_next().await? {
+            if bars.is_empty() {
+                check_candle_columns(&row, with_source)?;
+            }
+            bars.push(bar_from_checked_row(&row, with_source)?);
+        }
+        Ok(bars)
     }
 
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self> {
@@ -384,17 +398,14 @@ impl Store for PgStore {
     }
 }
 
-/// Decodes candle rows (`open_time, open, high, low, close, volume`, then `source` when
+/// Refuses a candle result whose columns are not those of a bar (and its source when
 /// `with_source`).
 ///
-/// Every row of a result has the same column types, so they are checked once here and
-/// each value is then decoded without the driver's own per-value check, which cost
+/// Every row of a result has the same column types, so they are checked on the first row
+/// and each value is then decoded without the driver's own per-value check, which cost
 /// more than the decoding on a page of hundreds of candles.
-fn bars_from_rows(rows: &[PgRow], with_source: bool) -> Result<Vec<Bar>> {
-    let Some(first) = rows.first() else {
-        return Ok(Vec::new());
-    };
-    let types: Vec<_> = first.columns().iter().map(Column::type_info).collect();
+fn check_candle_columns(row: &PgRow, with_source: bool) -> Result<()> {
+    let types: Vec<_> = row.columns().iter().map(Column::type_info).collect();
     let values_as_expected = |time: &PgTypeInfo, values: [&PgTypeInfo; 5]| {
         <i64 as Type<Postgres>>::compatible(time)
             && values
@@ -411,26 +422,28 @@ fn bars_from_rows(rows: &[PgRow], with_source: bool) -> Result<Vec<Bar>> {
         }
         _ => false,
     };
-    if !as_expected {
-        return Err(crate::StoreError::Corrupt(format!(
+    if as_expected {
+        Ok(())
+    } else {
+        Err(crate::StoreError::Corrupt(format!(
             "candle columns have unexpected types: {types:?}"
-        )));
+        )))
     }
-    rows.iter()
-        .map(|row| {
-            Ok(bar_from_row((
-                row.try_get_unchecked(0)?,
-                row.try_get_unchecked(1)?,
-                row.try_get_unchecked(2)?,
-                row.try_get_unchecked(3)?,
-                row.try_get_unchecked(4)?,
-                row.try_get_unchecked(5)?,
-                if with_source {
-                    row.try_get_unchecked(6)?
-                } else {
-                    String::new()
-                },
-            )))
-        })
-        .collect()
+}
+
+/// A bar from a row of a result [`check_candle_columns`] accepted.
+fn bar_from_checked_row(row: &PgRow, with_source: bool) -> Result<Bar> {
+    Ok(bar_from_row((
+        row.try_get_unchecked(0)?,
+        row.try_get_unchecked(1)?,
+        row.try_get_unchecked(2)?,
+        row.try_get_unchecked(3)?,
+        row.try_get_unchecked(4)?,
+        row.try_get_unchecked(5)?,
+        if with_source {
+            row.try_get_unchecked(6)?
+        } else {
+            String::new()
+        },
+    )))
 }
