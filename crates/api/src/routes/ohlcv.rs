@@ -368,13 +368,14 @@ fn page_json(
     next_cursor: Option<&str>,
     meta: &OhlcvMeta,
 ) -> serde_json::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(256 + bars.len() * 200);
+    let mut out = Vec::with_capacity(1024 + bars.len() * JSON_BYTES_PER_CANDLE);
     out.extend_from_slice(b"{\"data\":[");
+    let mut previous_close = None;
     for (i, bar) in bars.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_candle_json(&mut out, bar, step, now)?;
+        previous_close = Some(write_candle_json(&mut out, bar, step, now, previous_close)?);
     }
     out.extend_from_slice(b"],\"next_cursor\":");
     serde_json::to_writer(&mut out, &next_cursor)?;
@@ -384,14 +385,41 @@ fn page_json(
     Ok(out)
 }
 
-/// One [`CandleOut`] as JSON, as its `Serialize` derive writes it.
-fn write_candle_json(out: &mut Vec<u8>, bar: &Bar, step: i64, now: i64) -> serde_json::Result<()> {
+/// A candle's JSON is about 210 bytes; a page's buffer is sized so it is not regrown.
+const JSON_BYTES_PER_CANDLE: usize = 240;
+
+/// Where a candle's `close_time` was written into a page, so the next candle, which
+/// opens at that instant when the series has no gap, copies the text instead of
+/// formatting the time again.
+#[derive(Debug, Clone)]
+struct WrittenTime {
+    millis: i64,
+    at: std::ops::Range<usize>,
+}
+
+/// One [`CandleOut`] as JSON, as its `Serialize` derive writes it. `previous_close` is
+/// what the previous call returned for the same `out`.
+fn write_candle_json(
+    out: &mut Vec<u8>,
+    bar: &Bar,
+    step: i64,
+    now: i64,
+    previous_close: Option<WrittenTime>,
+) -> serde_json::Result<WrittenTime> {
     let c = &bar.candle;
     let close_time = c.open_time.saturating_add(step);
     out.extend_from_slice(b"{\"open_time\":\"");
-    write_rfc3339_ms(out, c.open_time);
+    match previous_close {
+        Some(previous) if previous.millis == c.open_time => out.extend_from_within(previous.at),
+        _ => write_rfc3339_ms(out, c.open_time),
+    }
     out.extend_from_slice(b"\",\"close_time\":\"");
+    let close_at = out.len();
     write_rfc3339_ms(out, close_time);
+    let written_close = WrittenTime {
+        millis: close_time,
+        at: close_at..out.len(),
+    };
     out.extend_from_slice(if close_time <= now {
         b"\",\"is_closed\":true"
     } else {
@@ -417,7 +445,7 @@ fn write_candle_json(out: &mut Vec<u8>, bar: &Bar, step: i64, now: i64) -> serde
     out.extend_from_slice(b",\"source\":");
     serde_json::to_writer(&mut *out, &bar.source)?;
     out.push(b'}');
-    Ok(())
+    Ok(written_close)
 }
 
 const CSV_HEADER: &[u8] =
@@ -457,11 +485,13 @@ fn stream_response(
     let rows = pages.map(move |page| match page {
         Ok(bars) => {
             let mut out = Vec::with_capacity(bars.len() * 128);
+            let mut previous_close = None;
             for bar in bars {
                 match format {
                     Format::Csv => write_csv_row(&mut out, &bar, step, now),
                     _ => {
-                        let _ = write_candle_json(&mut out, &bar, step, now);
+                        previous_close =
+                            write_candle_json(&mut out, &bar, step, now, previous_close).ok();
                         out.push(b'\n');
                     }
                 }
@@ -545,7 +575,8 @@ mod tests {
 
     #[test]
     fn pages_are_written_as_serde_would_write_them() {
-        let mut bars = vec![bar(0), bar(3_600_000), bar(7_200_000)];
+        // Contiguous candles, then one after a gap: a copied open time and a formatted one.
+        let mut bars = vec![bar(0), bar(3_600_000), bar(7_200_000), bar(18_000_000)];
         bars[0].candle.open = 42_283.58;
         bars[0].candle.volume = 1e-7;
         bars[1].candle.high = 1e21;
