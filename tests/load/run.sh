@@ -346,10 +346,10 @@ run_backend() {
     log "$name: $scenario (warm-up $WARMUP, then $DURATION at $CONNECTIONS connections)"
     r="$(bench "$name-$scenario" "http://127.0.0.1:$port$path" "${headers[@]}")"
     ROWS+=("$name|$scenario|$first|$second|$r")
+    attach_rss "$name"
     log "$name: $scenario -> $r"
   done
 
-  attach_rss "$name"
   stop_server "$name"
   log "$name: stopped in ${STOP_MS} ms (exit $STOP_RC)"
   NOTES+=("$name second run: SIGTERM -> exit in ${STOP_MS} ms, exit code $STOP_RC")
@@ -363,9 +363,9 @@ run_backend() {
     log "$name: $scenario (warm-up $WARMUP, then $DURATION at $CONNECTIONS connections)"
     r="$(bench "$name-$scenario" "http://127.0.0.1:$port$path")"
     ROWS+=("$name|$scenario|$first|$STARTUP_MS|$r")
+    attach_rss "$name"
     log "$name: $scenario -> $r"
   done
-  attach_rss "$name"
   run_streams "$name" "$port" "$url"
   stop_server "$name-cached"
   NOTES+=("$name third run: SIGTERM -> exit in ${STOP_MS} ms, exit code $STOP_RC")
@@ -431,7 +431,7 @@ fi
   echo "- ohlcv500: GET $OHLCV_PATH (checked: 500 candles)"
   echo "- startup: process start to first 200 on /healthz (curl every 10 ms); first = fresh database incl. demo seeding, second = existing database"
   echo "- *_cached: the same requests to a server started with MARKETD_RESPONSE_CACHE_MS=$CACHE_MS (kept answers, dropped when data changes)"
-  echo "- peak RSS: VmHWM of the server process after its scenarios (the third start is its own process)"
+  echo "- peak RSS: VmHWM of the server process when the scenario ended, so the peak of that scenario and of those above it on the same start (the second start runs prices first; the third start is its own process)"
   echo
   echo "| backend | scenario | startup first (ms) | startup second (ms) | req/s | ÷ nginx | p50 | p99 | non-2xx | socket errors | peak RSS (MiB) |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
