@@ -38,6 +38,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::LogFormat;
+use crate::tls::pem_reason;
 
 pub const ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
@@ -275,16 +276,6 @@ fn read_client_certificate(
     CertifiedKey::from_der(certificates, key_der, &provider)
         .map_err(|err| format!("{chain_name} and {key_name} do not make a usable pair: {err}"))?;
     Ok(ClientCertificate { chain, key })
-}
-
-/// Why a PEM file did not load, never quoting it: some errors carry the offending line,
-/// and in a key file that may be key material.
-fn pem_reason(err: &pem::Error, section: &str) -> String {
-    match err {
-        pem::Error::NoItemsFound => format!("no \"BEGIN {section}\" section found"),
-        pem::Error::SectionTooLarge => "a PEM section is too large".to_owned(),
-        _ => "not valid PEM".to_owned(),
-    }
 }
 
 /// Flushes and stops trace export when dropped, waiting at most [`FLUSH_WAIT`]: keep it

@@ -110,7 +110,7 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 
 /// Why a PEM file did not load, without quoting it: some errors carry the offending
 /// line, and in a key file that may be key material.
-fn pem_reason(err: &pem::Error, section: &str) -> String {
+pub(crate) fn pem_reason(err: &pem::Error, section: &str) -> String {
     match err {
         pem::Error::Io(io) => io.to_string(),
         pem::Error::NoItemsFound => format!("no \"BEGIN {section}\" section found"),
