@@ -16,6 +16,7 @@ mod postgres_copy;
 mod postgres_gaps;
 mod postgres_jobs;
 mod postgres_keys;
+mod postgres_pages;
 mod postgres_signals;
 mod read;
 mod signals;

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use futures::TryStreamExt as _;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow, PgTypeInfo};
-use sqlx::{Column, Connection as _, Executor, PgPool, Postgres, Row, Type};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, Executor, PgPool, Postgres, Row};
 
 use crate::changes::{ChangeFeed, Changes, listen_postgres};
 use crate::model::{
@@ -16,6 +16,7 @@ use crate::model::{
 };
 use crate::pool_waits::PoolWaits;
 use crate::postgres_copy::{COPY_FROM_ROWS, SeriesRows, copy_candles};
+use crate::postgres_pages;
 use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -50,30 +51,52 @@ impl PgStore {
         with_source: bool,
     ) -> Result<Vec<Bar>> {
         let sql = if with_source {
-            "SELECT open_time, open, high, low, close, volume, source FROM candles
-             WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
-             ORDER BY open_time LIMIT $5"
+            postgres_pages::PAGE_WITH_SOURCES
         } else {
-            "SELECT open_time, open, high, low, close, volume FROM candles
-             WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
-             ORDER BY open_time LIMIT $5"
+            postgres_pages::PAGE
         };
-        let mut conn = self.conn().await?;
-        let mut rows = sqlx::query(sql)
+        let page = sqlx::query(sql)
             .bind(symbol)
             .bind(interval.as_str())
             .bind(start)
             .bind(end)
             .bind(i64::from(limit))
-            .fetch(&mut *conn);
-        // Each row is decoded as it arrives rather than after the whole result is held
-        // as rows: a page of candles is then read once, while it is still in cache.
+            .fetch_one(&mut *self.conn().await?)
+            .await?;
+        match postgres_pages::bars_from_page(&page, with_source)? {
+            Some(bars) => Ok(bars),
+            None => {
+                self.read_candle_rows(symbol, interval, start, end, limit)
+                    .await
+            }
+        }
+    }
+
+    /// The candles of a range with their sources, a row per candle: for the pages whose
+    /// joined sources cannot be split apart.
+    async fn read_candle_rows(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+    ) -> Result<Vec<Bar>> {
+        let mut conn = self.conn().await?;
+        let mut rows = sqlx::query(
+            "SELECT open_time, open, high, low, close, volume, source FROM candles
+             WHERE symbol = $1 AND period = $2 AND open_time >= $3 AND open_time < $4
+             ORDER BY open_time LIMIT $5",
+        )
+        .bind(symbol)
+        .bind(interval.as_str())
+        .bind(start)
+        .bind(end)
+        .bind(i64::from(limit))
+        .fetch(&mut *conn);
         let mut bars = Vec::with_capacity(limit.min(MAX_PREALLOCATED_BARS) as usize);
         while let Some(row) = rows.try_next().await? {
-            if bars.is_empty() {
-                check_candle_columns(&row, with_source)?;
-            }
-            bars.push(bar_from_checked_row(&row, with_source)?);
+            bars.push(bar_from_row(row_values(&row)?));
         }
         Ok(bars)
     }
@@ -398,52 +421,15 @@ impl Store for PgStore {
     }
 }
 
-/// Refuses a candle result whose columns are not those of a bar (and its source when
-/// `with_source`).
-///
-/// Every row of a result has the same column types, so they are checked on the first row
-/// and each value is then decoded without the driver's own per-value check, which cost
-/// more than the decoding on a page of hundreds of candles.
-fn check_candle_columns(row: &PgRow, with_source: bool) -> Result<()> {
-    let types: Vec<_> = row.columns().iter().map(Column::type_info).collect();
-    let values_as_expected = |time: &PgTypeInfo, values: [&PgTypeInfo; 5]| {
-        <i64 as Type<Postgres>>::compatible(time)
-            && values
-                .iter()
-                .all(|t| <f64 as Type<Postgres>>::compatible(t))
-    };
-    let as_expected = match types.as_slice() {
-        [time, open, high, low, close, volume, source] if with_source => {
-            values_as_expected(time, [*open, *high, *low, *close, *volume])
-                && <String as Type<Postgres>>::compatible(source)
-        }
-        [time, open, high, low, close, volume] if !with_source => {
-            values_as_expected(time, [*open, *high, *low, *close, *volume])
-        }
-        _ => false,
-    };
-    if as_expected {
-        Ok(())
-    } else {
-        Err(crate::StoreError::Corrupt(format!(
-            "candle columns have unexpected types: {types:?}"
-        )))
-    }
-}
-
-/// A bar from a row of a result [`check_candle_columns`] accepted.
-fn bar_from_checked_row(row: &PgRow, with_source: bool) -> Result<Bar> {
-    Ok(bar_from_row((
-        row.try_get_unchecked(0)?,
-        row.try_get_unchecked(1)?,
-        row.try_get_unchecked(2)?,
-        row.try_get_unchecked(3)?,
-        row.try_get_unchecked(4)?,
-        row.try_get_unchecked(5)?,
-        if with_source {
-            row.try_get_unchecked(6)?
-        } else {
-            String::new()
-        },
-    )))
+/// The values of a row of [`PgStore::read_candle_rows`].
+fn row_values(row: &PgRow) -> Result<crate::model::CandleRow> {
+    Ok((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+        row.try_get(6)?,
+    ))
 }
