@@ -3,6 +3,7 @@
 //! Each backend has its own SQL and migrations; both must pass the same conformance
 //! suite (`tests/conformance.rs`), which is what keeps them interchangeable.
 
+mod asset_cache;
 mod changes;
 mod error;
 mod gaps;

@@ -1,6 +1,8 @@
 //! The Postgres backend, for production and for several replicas sharing one database.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
@@ -9,6 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Executor, PgPool, Postgres, Row};
 
+use crate::asset_cache::AssetCache;
 use crate::changes::{ChangeFeed, Changes, listen_postgres};
 use crate::model::{
     AssetRow, AssetSeriesRow, PriceRow, asset_from_row, asset_with_series_from_rows, bar_from_row,
@@ -37,6 +40,7 @@ pub struct PgStore {
     pub(crate) pool: PgPool,
     feed: ChangeFeed,
     waits: PoolWaits,
+    assets: Arc<AssetCache>,
 }
 
 impl PgStore {
@@ -139,6 +143,7 @@ impl PgStore {
             pool,
             feed: ChangeFeed::default(),
             waits: PoolWaits::default(),
+            assets: Arc::default(),
         })
     }
 
@@ -220,6 +225,7 @@ impl Store for PgStore {
         .bind(asset.created_at)
         .execute(&mut *self.conn().await?)
         .await?;
+        self.assets.written();
         Ok(())
     }
 
@@ -254,6 +260,10 @@ impl Store for PgStore {
     }
 
     async fn asset_with_series(&self, symbol: &str) -> Result<Option<(Asset, Vec<SeriesInfo>)>> {
+        if let Some(kept) = self.assets.get(symbol) {
+            return Ok(Some(kept));
+        }
+        let (writes, read_at) = (self.assets.writes_so_far(), Instant::now());
         let rows: Vec<AssetSeriesRow> = sqlx::query_as(
             "SELECT a.symbol, a.name, a.quote, a.sources, a.created_at,
                     s.period, s.first_open_time, s.last_open_time
@@ -263,7 +273,11 @@ impl Store for PgStore {
         .bind(symbol)
         .fetch_all(&mut *self.conn().await?)
         .await?;
-        Ok(asset_with_series_from_rows(rows))
+        let found = asset_with_series_from_rows(rows);
+        if let Some(found) = &found {
+            self.assets.keep(symbol, writes, read_at, found);
+        }
+        Ok(found)
     }
 
     async fn upsert_candles(
@@ -322,6 +336,7 @@ impl Store for PgStore {
         }
         record_series_write(&mut tx, symbol, interval, &candles).await?;
         tx.commit().await?;
+        self.assets.written();
         Ok(written)
     }
 
@@ -406,7 +421,10 @@ impl Store for PgStore {
         batches: tokio::sync::mpsc::Receiver<crate::CandleBatch>,
     ) -> Result<u64> {
         let tx = self.begin().await?;
-        crate::postgres_copy::stream_candles(tx, symbol, interval, source, batches).await
+        let written =
+            crate::postgres_copy::stream_candles(tx, symbol, interval, source, batches).await;
+        self.assets.written();
+        written
     }
 
     fn changes(&self) -> Changes {

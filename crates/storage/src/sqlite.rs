@@ -1,6 +1,8 @@
 //! The SQLite backend: one file, WAL mode, so readers never wait for the writer.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
@@ -8,6 +10,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use crate::asset_cache::AssetCache;
 use crate::changes::{Change, ChangeFeed, Changes};
 use crate::model::{
     AssetRow, AssetSeriesRow, PriceRow, asset_from_row, asset_with_series_from_rows, join_sources,
@@ -27,6 +30,7 @@ pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     feed: ChangeFeed,
     waits: PoolWaits,
+    assets: Arc<AssetCache>,
 }
 
 impl SqliteStore {
@@ -52,6 +56,7 @@ impl SqliteStore {
             pool,
             feed: ChangeFeed::default(),
             waits: PoolWaits::default(),
+            assets: Arc::default(),
         })
     }
 
@@ -101,6 +106,7 @@ impl Store for SqliteStore {
         .bind(asset.created_at)
         .execute(&mut *self.conn().await?)
         .await?;
+        self.assets.written();
         Ok(())
     }
 
@@ -135,6 +141,10 @@ impl Store for SqliteStore {
     }
 
     async fn asset_with_series(&self, symbol: &str) -> Result<Option<(Asset, Vec<SeriesInfo>)>> {
+        if let Some(kept) = self.assets.get(symbol) {
+            return Ok(Some(kept));
+        }
+        let (writes, read_at) = (self.assets.writes_so_far(), Instant::now());
         let rows: Vec<AssetSeriesRow> = sqlx::query_as(
             "SELECT a.symbol, a.name, a.quote, a.sources, a.created_at,
                     s.period, s.first_open_time, s.last_open_time
@@ -144,7 +154,11 @@ impl Store for SqliteStore {
         .bind(symbol)
         .fetch_all(&mut *self.conn().await?)
         .await?;
-        Ok(asset_with_series_from_rows(rows))
+        let found = asset_with_series_from_rows(rows);
+        if let Some(found) = &found {
+            self.assets.keep(symbol, writes, read_at, found);
+        }
+        Ok(found)
     }
 
     async fn upsert_candles(
@@ -206,6 +220,7 @@ impl Store for SqliteStore {
         .await?;
         crate::sqlite_gaps::shrink_gaps(&mut tx, symbol, interval, &candles).await?;
         tx.commit().await?;
+        self.assets.written();
         self.feed.publish(Change::Candles);
         Ok(written)
     }

@@ -36,6 +36,7 @@ marketd_testkit::store_suite!(
     latest_price_keeps_the_newest,
     assets_round_trip,
     an_asset_comes_with_its_series,
+    a_lookup_sees_the_writes_before_it,
     awkward_values_and_sources_read_back_exactly,
     values_alone_read_the_same_candles,
 );
@@ -645,6 +646,72 @@ async fn an_asset_comes_with_its_series(store: Arc<dyn Store>) {
     assert_eq!((eth, none), (asset("ETH"), vec![]));
     assert_eq!(store.asset_with_series("SOL").await.unwrap(), None);
     assert_eq!(store.asset_with_series("NOPE").await.unwrap(), None);
+}
+
+/// A store may keep what `asset_with_series` read, but never past one of its own writes.
+async fn a_lookup_sees_the_writes_before_it(store: Arc<dyn Store>) {
+    let mut btc = Asset {
+        symbol: "BTC".into(),
+        name: "Bitcoin".into(),
+        quote: "USD".into(),
+        sources: vec!["binance".into()],
+        created_at: 1,
+    };
+    store.upsert_asset(&btc).await.unwrap();
+    let ranges = |found: Option<(Asset, Vec<marketd_storage::SeriesInfo>)>| {
+        let (asset, mut series) = found.unwrap();
+        series.sort_by_key(|s| s.interval);
+        let ranges: Vec<_> = series
+            .iter()
+            .map(|s| (s.interval, s.first_open_time, s.last_open_time))
+            .collect();
+        (asset.name, ranges)
+    };
+    assert_eq!(
+        ranges(store.asset_with_series("BTC").await.unwrap()),
+        ("Bitcoin".into(), vec![])
+    );
+
+    store
+        .upsert_candles("BTC", Interval::H1, "test", &series(5, MONDAY, HOUR))
+        .await
+        .unwrap();
+    let h1 = (Interval::H1, MONDAY, MONDAY + 4 * HOUR);
+    assert_eq!(
+        ranges(store.asset_with_series("BTC").await.unwrap()),
+        ("Bitcoin".into(), vec![h1])
+    );
+
+    // Earlier history, through the batched write a bulk import uses.
+    let (batches, receiver) = tokio::sync::mpsc::channel(2);
+    batches
+        .send(marketd_storage::CandleBatch::Rows(series(
+            2,
+            MONDAY - 2 * HOUR,
+            HOUR,
+        )))
+        .await
+        .unwrap();
+    batches
+        .send(marketd_storage::CandleBatch::Commit)
+        .await
+        .unwrap();
+    store
+        .upsert_candle_batches("BTC", Interval::H1, "test", receiver)
+        .await
+        .unwrap();
+    let h1 = (Interval::H1, MONDAY - 2 * HOUR, MONDAY + 4 * HOUR);
+    assert_eq!(
+        ranges(store.asset_with_series("BTC").await.unwrap()),
+        ("Bitcoin".into(), vec![h1])
+    );
+
+    btc.name = "Bitcoin (renamed)".into();
+    store.upsert_asset(&btc).await.unwrap();
+    assert_eq!(
+        ranges(store.asset_with_series("BTC").await.unwrap()),
+        ("Bitcoin (renamed)".into(), vec![h1])
+    );
 }
 
 async fn awkward_values_and_sources_read_back_exactly(store: Arc<dyn Store>) {
