@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{Asset, SeriesInfo};
+use crate::{Asset, Result, SeriesInfo};
 
 /// How long an entry is served without a write of this store having dropped it.
 pub(crate) const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -39,7 +39,7 @@ struct Entry {
 impl AssetCache {
     /// The asset and series of `symbol` if read within [`FRESH_FOR`] and since the last
     /// write.
-    pub(crate) fn get(&self, symbol: &str) -> Option<AssetSeries> {
+    fn get(&self, symbol: &str) -> Option<AssetSeries> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(symbol)
@@ -47,14 +47,33 @@ impl AssetCache {
             .map(|entry| entry.value.clone())
     }
 
+    /// The asset and series of `symbol`, from what is kept or else from `read`, which
+    /// runs only on a miss and whose answer is then kept unless a write overtook it.
+    pub(crate) async fn get_or_read(
+        &self,
+        symbol: &str,
+        read: impl Future<Output = Result<Option<AssetSeries>>>,
+    ) -> Result<Option<AssetSeries>> {
+        if let Some(kept) = self.get(symbol) {
+            return Ok(Some(kept));
+        }
+        // Taken before `read` is first polled, so a write committed while it runs is seen.
+        let (writes, read_at) = (self.writes_so_far(), Instant::now());
+        let found = read.await?;
+        if let Some(found) = &found {
+            self.keep(symbol, writes, read_at, found);
+        }
+        Ok(found)
+    }
+
     /// To be taken before reading what [`Self::keep`] is then given.
-    pub(crate) fn writes_so_far(&self) -> u64 {
+    fn writes_so_far(&self) -> u64 {
         self.writes.load(Ordering::Acquire)
     }
 
     /// Keeps what was read after [`Self::writes_so_far`] returned `writes`, unless a write
     /// has happened since: the read may have missed it.
-    pub(crate) fn keep(&self, symbol: &str, writes: u64, read_at: Instant, value: &AssetSeries) {
+    fn keep(&self, symbol: &str, writes: u64, read_at: Instant, value: &AssetSeries) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock that `written` clears under, so a write cannot land
         // between the check and the insert.
@@ -112,6 +131,28 @@ mod tests {
         assert_eq!(cache.get("ETH"), None);
         cache.written();
         assert_eq!(cache.get("BTC"), None);
+    }
+
+    #[test]
+    fn reads_only_on_a_miss_and_keeps_what_it_read() {
+        let cache = AssetCache::default();
+        let reads = std::cell::Cell::new(0);
+        let read = |last| {
+            let reads = &reads;
+            async move {
+                reads.set(reads.get() + 1);
+                Ok(Some(btc(last)))
+            }
+        };
+        let first = futures::executor::block_on(cache.get_or_read("BTC", read(1))).unwrap();
+        let second = futures::executor::block_on(cache.get_or_read("BTC", read(2))).unwrap();
+        assert_eq!(
+            (first, second, reads.get()),
+            (Some(btc(1)), Some(btc(1)), 1)
+        );
+        let missing =
+            futures::executor::block_on(cache.get_or_read("ETH", async { Ok(None) })).unwrap();
+        assert_eq!((missing, cache.get("ETH")), (None, None));
     }
 
     #[test]

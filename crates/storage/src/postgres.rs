@@ -2,7 +2,6 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
@@ -260,24 +259,20 @@ impl Store for PgStore {
     }
 
     async fn asset_with_series(&self, symbol: &str) -> Result<Option<(Asset, Vec<SeriesInfo>)>> {
-        if let Some(kept) = self.assets.get(symbol) {
-            return Ok(Some(kept));
-        }
-        let (writes, read_at) = (self.assets.writes_so_far(), Instant::now());
-        let rows: Vec<AssetSeriesRow> = sqlx::query_as(
-            "SELECT a.symbol, a.name, a.quote, a.sources, a.created_at,
-                    s.period, s.first_open_time, s.last_open_time
-             FROM assets a LEFT JOIN series s ON s.symbol = a.symbol
-             WHERE a.symbol = $1",
-        )
-        .bind(symbol)
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
-        let found = asset_with_series_from_rows(rows);
-        if let Some(found) = &found {
-            self.assets.keep(symbol, writes, read_at, found);
-        }
-        Ok(found)
+        self.assets
+            .get_or_read(symbol, async {
+                let rows: Vec<AssetSeriesRow> = sqlx::query_as(
+                    "SELECT a.symbol, a.name, a.quote, a.sources, a.created_at,
+                            s.period, s.first_open_time, s.last_open_time
+                     FROM assets a LEFT JOIN series s ON s.symbol = a.symbol
+                     WHERE a.symbol = $1",
+                )
+                .bind(symbol)
+                .fetch_all(&mut *self.conn().await?)
+                .await?;
+                Ok(asset_with_series_from_rows(rows))
+            })
+            .await
     }
 
     async fn upsert_candles(
