@@ -28,6 +28,10 @@ use marketd_ingest::reconcile::ReconcileConfig;
 pub const DEFAULT_RESPONSE_CACHE_MS: u64 = 1_000;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://marketd.db";
+/// SQLite runs one writer at a time and each connection is a thread with its own cache,
+/// so beyond a few readers more connections only hold memory.
+pub const SQLITE_DEFAULT_POOL: u32 = 4;
+pub const POSTGRES_DEFAULT_POOL: u32 = 16;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -181,7 +185,7 @@ pub struct ServeOverrides {
     /// Seconds in-flight requests get to finish on shutdown [default: 10]
     #[arg(long, env = "MARKETD_SHUTDOWN_TIMEOUT_SECS")]
     pub shutdown_timeout_secs: Option<u64>,
-    /// Largest database pool [default: 16]
+    /// Largest database pool [default: 16 on Postgres, 4 on SQLite]
     #[arg(long, env = "MARKETD_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
     /// Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed [default: none]
@@ -403,7 +407,15 @@ impl Config {
         } else {
             file.demo.unwrap_or(is_sqlite && ingest.is_empty())
         };
-        let max_connections = serve.max_connections.or(file.max_connections).unwrap_or(16);
+        let max_connections =
+            serve
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(if is_sqlite {
+                    SQLITE_DEFAULT_POOL
+                } else {
+                    POSTGRES_DEFAULT_POOL
+                });
         if !(1..=1000).contains(&max_connections) {
             return Err(ConfigError::MaxConnections);
         }
@@ -1022,6 +1034,16 @@ mod tests {
         }
         let err = load_file("[symbols.PEPE]\nbitstamp = \"PEPEUSD\"\n").unwrap_err();
         assert!(err.to_string().contains("bitstamp"), "{err}");
+    }
+
+    #[test]
+    fn the_default_pool_suits_the_backend_and_a_chosen_size_wins() {
+        let sqlite = load_file("database_url = \"sqlite://m.db\"\n").unwrap();
+        assert_eq!(sqlite.max_connections, SQLITE_DEFAULT_POOL);
+        let postgres = load_file("database_url = \"postgres://p@h/d\"\n").unwrap();
+        assert_eq!(postgres.max_connections, POSTGRES_DEFAULT_POOL);
+        let chosen = load_file("database_url = \"sqlite://m.db\"\nmax_connections = 12\n").unwrap();
+        assert_eq!(chosen.max_connections, 12);
     }
 
     #[test]

@@ -24,6 +24,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 /// 32,766 variables while amortising the statement overhead.
 const ROWS_PER_INSERT: usize = 500;
 
+/// Page cache per connection, in KiB.
+const PAGE_CACHE_KIB: u32 = 256;
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
@@ -41,7 +44,11 @@ impl SqliteStore {
             // can drop the last commits, which a re-ingest restores.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Each connection keeps its own page cache (2 MiB by default) for as long as it
+            // lives, and the operating system caches the file for all of them anyway: a
+            // small one keeps an idle service small at no measured cost to reads.
+            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
@@ -370,4 +377,32 @@ fn decode_hex_text(hex: &str) -> Option<String> {
         })
         .collect::<Option<Vec<u8>>>()?;
     String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_pooled_connection_keeps_a_small_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m.db").display());
+        let options = ConnectOptions {
+            max_connections: 2,
+            ..ConnectOptions::default()
+        };
+        let store = SqliteStore::connect(&url, &options).await.unwrap();
+        let mut first = store.conn().await.unwrap();
+        let mut second = store.conn().await.unwrap();
+        for conn in [&mut first, &mut second] {
+            let kib: i64 = sqlx::query_scalar("PRAGMA cache_size")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            // A negative size is in KiB; SQLite's own default is -2000.
+            assert_eq!(kib, -i64::from(PAGE_CACHE_KIB));
+        }
+    }
 }
