@@ -96,7 +96,7 @@ pub const DEMO_ASSETS: [SimulatedAsset; 10] = [
 
 /// SplitMix64: tiny, fast and good enough for simulated prices; seeded per (symbol, hour)
 /// so any hour can be generated without the ones before it.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct SplitMix(u64);
 
 impl SplitMix {
@@ -129,13 +129,35 @@ fn seed(symbol: &str, salt: u64) -> SplitMix {
     SplitMix(hash ^ salt.wrapping_mul(0x2545_F491_4F6C_DD1D))
 }
 
-/// The simulated path of one asset. Hourly opens are cached as the walk advances.
+/// The simulated path of one asset: a random walk of hourly opens from 2024-01-01.
 #[derive(Debug)]
 pub struct SimulatedSeries {
     asset: SimulatedAsset,
-    /// `hour_opens[k]` is the price at ORIGIN + k hours.
-    hour_opens: Vec<f64>,
+    /// `checkpoints[k]` is the walk at ORIGIN + k * [`HOURS_PER_CHECKPOINT`] hours.
+    checkpoints: Vec<WalkPoint>,
+    /// The walk at the hour asked for last, where the next request most likely starts.
+    cursor: (usize, WalkPoint),
+}
+
+/// Hours between kept points of the hourly walk. Any hour's open is replayed from the
+/// kept point before it, so years of walk take kilobytes where every open would take
+/// megabytes, kept for the life of the process.
+const HOURS_PER_CHECKPOINT: usize = 64;
+
+/// The walk at one hour: that hour's open, and the generator that draws the next step.
+#[derive(Debug, Clone, Copy)]
+struct WalkPoint {
+    open: f64,
     walk: SplitMix,
+}
+
+impl WalkPoint {
+    fn advance(&mut self, base_price: f64) {
+        let step = HOURLY_VOLATILITY * self.walk.normal();
+        // Pull gently back towards the base price so decades of demo stay plausible.
+        let reversion = -0.0005 * (self.open / base_price).ln();
+        self.open *= (step + reversion).exp();
+    }
 }
 
 /// The minute points of one hour: index 0 is the hour's open, index 60 the next open.
@@ -148,11 +170,14 @@ pub struct HourPath {
 
 impl SimulatedSeries {
     pub fn new(asset: SimulatedAsset) -> Self {
-        let walk = seed(asset.symbol, 0);
+        let origin = WalkPoint {
+            open: asset.base_price,
+            walk: seed(asset.symbol, 0),
+        };
         Self {
-            hour_opens: vec![asset.base_price],
             asset,
-            walk,
+            checkpoints: vec![origin],
+            cursor: (0, origin),
         }
     }
 
@@ -160,22 +185,34 @@ impl SimulatedSeries {
         &self.asset
     }
 
-    fn hour_open(&mut self, hour: usize) -> f64 {
-        while self.hour_opens.len() <= hour {
-            let last = self.hour_opens[self.hour_opens.len() - 1];
-            let step = HOURLY_VOLATILITY * self.walk.normal();
-            // Pull gently back towards the base price so decades of demo stay plausible.
-            let reversion = -0.0005 * (last / self.asset.base_price).ln();
-            self.hour_opens.push(last * (step + reversion).exp());
+    /// The opens of `hour` and of the hour after it.
+    fn hour_opens(&mut self, hour: usize) -> (f64, f64) {
+        let base_price = self.asset.base_price;
+        let kept = hour / HOURS_PER_CHECKPOINT;
+        while self.checkpoints.len() <= kept {
+            let mut point = self.checkpoints[self.checkpoints.len() - 1];
+            for _ in 0..HOURS_PER_CHECKPOINT {
+                point.advance(base_price);
+            }
+            self.checkpoints.push(point);
         }
-        self.hour_opens[hour]
+        let (from, mut point) = match self.cursor {
+            (at, point) if at <= hour && at >= kept * HOURS_PER_CHECKPOINT => (at, point),
+            _ => (kept * HOURS_PER_CHECKPOINT, self.checkpoints[kept]),
+        };
+        for _ in from..hour {
+            point.advance(base_price);
+        }
+        self.cursor = (hour, point);
+        let open = point.open;
+        point.advance(base_price);
+        (open, point.open)
     }
 
     /// The path of the hour starting at `open_time` (aligned, not before 2024-01-01).
     pub fn hour(&mut self, open_time: i64) -> HourPath {
         let index = usize::try_from((open_time.max(ORIGIN_MS) - ORIGIN_MS) / HOUR_MS).unwrap_or(0);
-        let open = self.hour_open(index);
-        let close = self.hour_open(index + 1);
+        let (open, close) = self.hour_opens(index);
         let mut rng = seed(self.asset.symbol, index as u64 + 1);
         // Brownian bridge in log space, pinned to the two opens.
         let step_sigma = HOURLY_VOLATILITY / (STEPS_PER_HOUR as f64).sqrt();
@@ -317,6 +354,28 @@ mod tests {
             b.candle(Interval::H1, t, i64::MAX)
         );
         assert_eq!(a.price_at(t + 1234), b.price_at(t + 1234));
+    }
+
+    #[test]
+    fn opens_replayed_from_checkpoints_are_those_of_the_plain_walk() {
+        let asset = DEMO_ASSETS[0].clone();
+        let mut plain = vec![asset.base_price];
+        let mut walk = seed(asset.symbol, 0);
+        while plain.len() < 1_000 {
+            let last = plain[plain.len() - 1];
+            let step = HOURLY_VOLATILITY * walk.normal();
+            let reversion = -0.0005 * (last / asset.base_price).ln();
+            plain.push(last * (step + reversion).exp());
+        }
+        let mut s = btc();
+        // Forwards, backwards across checkpoints, repeated, and far ahead then back.
+        for hour in [0, 1, 2, 63, 64, 65, 130, 129, 3, 3, 500, 998, 64, 127, 128] {
+            assert_eq!(
+                s.hour_opens(hour),
+                (plain[hour], plain[hour + 1]),
+                "hour {hour}"
+            );
+        }
     }
 
     #[test]
