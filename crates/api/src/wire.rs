@@ -22,3 +22,21 @@ impl Serialize for Timestamp {
 pub struct DataEnvelope<T> {
     pub data: T,
 }
+
+/// How a page body written by hand opens: its rows follow, then [`end_page`].
+pub(crate) const PAGE_START: &[u8] = b"{\"data\":[";
+
+/// Closes a page body opened with [`PAGE_START`] and its rows, as serialising
+/// `{data, next_cursor, meta}` would.
+pub(crate) fn end_page<M: Serialize>(
+    out: &mut Vec<u8>,
+    next_cursor: Option<&str>,
+    meta: &M,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(b"],\"next_cursor\":");
+    serde_json::to_writer(&mut *out, &next_cursor)?;
+    out.extend_from_slice(b",\"meta\":");
+    serde_json::to_writer(&mut *out, meta)?;
+    out.push(b'}');
+    Ok(())
+}

@@ -16,13 +16,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use marketd_domain::indicators::{
-    CandleColumns, IndicatorKind, IndicatorSpec, MAX_INDICATORS, ParamInfo, WarmUp,
+    CandleColumns, IndicatorKind, IndicatorSpec, MAX_INDICATORS, ParamInfo, Series, WarmUp,
     parse_indicators,
 };
-use marketd_domain::{Bar, Candle, Interval};
+use marketd_domain::{Bar, Candle, Interval, write_rfc3339_ms};
 use marketd_storage::{BarPage, CandleRange, SeriesInfo, SourceChoice, Store, read_bar_values};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{
     AdditionalProperties, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
@@ -36,7 +35,7 @@ use super::{IntervalName, params};
 use crate::error::{ApiError, FieldError, Problem};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
-use crate::wire::Timestamp;
+use crate::wire::{PAGE_START, Timestamp, end_page};
 
 const DEFAULT_LIMIT: u32 = 500;
 /// Candles read per round trip while loading warm-up history.
@@ -143,43 +142,11 @@ fn range(p: &ParamInfo) -> String {
     }
 }
 
-/// One row: `open_time` and one field per output column, null where undefined.
+/// One row: `open_time` and one field per output column, null where undefined. The
+/// fields are named by the request, so this type stands for the schema; rows are written
+/// by [`page_json`].
 #[derive(Debug)]
-pub struct IndicatorRow {
-    open_time: i64,
-    values: Vec<Option<f64>>,
-}
-
-/// The rows of a page share their column names; serialising borrows them.
-struct Rows<'a> {
-    names: &'a [String],
-    rows: &'a [IndicatorRow],
-}
-
-impl Serialize for Rows<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.rows.iter().map(|row| RowRef {
-            names: self.names,
-            row,
-        }))
-    }
-}
-
-struct RowRef<'a> {
-    names: &'a [String],
-    row: &'a IndicatorRow,
-}
-
-impl Serialize for RowRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.names.len() + 1))?;
-        map.serialize_entry("open_time", &Timestamp(self.row.open_time))?;
-        for (name, value) in self.names.iter().zip(&self.row.values) {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
+pub struct IndicatorRow;
 
 impl PartialSchema for IndicatorRow {
     fn schema() -> RefOr<Schema> {
@@ -309,11 +276,50 @@ pub struct IndicatorsResponse {
     pub meta: IndicatorsMeta,
 }
 
-#[derive(Serialize)]
-struct ResponseBody<'a> {
-    data: Rows<'a>,
-    next_cursor: Option<String>,
-    meta: IndicatorsMeta,
+/// The body of an [`IndicatorsResponse`], byte for byte what serialising it gives. The
+/// rows are written directly: through serde every field name of every row is escaped
+/// again and the buffer regrown, which cost more than computing the indicators.
+fn page_json(
+    names: &[String],
+    open_times: &[i64],
+    series: &[Series],
+    offset: usize,
+    next_cursor: Option<&str>,
+    meta: &IndicatorsMeta,
+) -> serde_json::Result<Vec<u8>> {
+    let keys = names
+        .iter()
+        .map(|name| {
+            let mut key = b",".to_vec();
+            serde_json::to_writer(&mut key, name)?;
+            key.push(b':');
+            Ok(key)
+        })
+        .collect::<serde_json::Result<Vec<_>>>()?;
+    let row_bytes = 40 + keys.iter().map(|k| k.len() + 24).sum::<usize>();
+    let mut out = Vec::with_capacity(1024 + open_times.len() * row_bytes);
+    let mut float = zmij::Buffer::new();
+    out.extend_from_slice(PAGE_START);
+    for (i, &open_time) in open_times.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"open_time\":\"");
+        write_rfc3339_ms(&mut out, open_time);
+        out.push(b'"');
+        for (key, column) in keys.iter().zip(series) {
+            out.extend_from_slice(key);
+            match column.get(offset + i) {
+                Some(value) if value.is_finite() => {
+                    out.extend_from_slice(float.format_finite(value).as_bytes());
+                }
+                _ => out.extend_from_slice(b"null"),
+            }
+        }
+        out.push(b'}');
+    }
+    end_page(&mut out, next_cursor, meta)?;
+    Ok(out)
 }
 
 /// Column name of `output` of the indicator whose canonical token is `token`.
@@ -688,15 +694,7 @@ pub async fn indicators_get(
             series.push(column.values);
         }
     }
-    let rows: Vec<IndicatorRow> = page
-        .bars
-        .iter()
-        .enumerate()
-        .map(|(i, bar)| IndicatorRow {
-            open_time: bar.candle.open_time,
-            values: series.iter().map(|s| s.get(loaded + i)).collect(),
-        })
-        .collect();
+    let open_times: Vec<i64> = page.bars.iter().map(|b| b.candle.open_time).collect();
 
     let open_bucket_end = interval.bucket_start(now).saturating_add(step);
     let page_end = page
@@ -721,7 +719,7 @@ pub async fn indicators_get(
         },
         window_start: Timestamp(window.page_start),
         window_end: Timestamp(page_end.max(window.page_start)),
-        returned: rows.len() as u64,
+        returned: open_times.len() as u64,
     };
     let mut response_headers = HeaderMap::new();
     if let Some(next) = &next_cursor {
@@ -733,18 +731,20 @@ pub async fn indicators_get(
             response_headers.insert(header::LINK, value);
         }
     }
-    Ok((
-        response_headers,
-        axum::Json(ResponseBody {
-            data: Rows {
-                names: &names,
-                rows: &rows,
-            },
-            next_cursor,
-            meta,
-        }),
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = page_json(
+        &names,
+        &open_times,
+        &series,
+        loaded,
+        next_cursor.as_deref(),
+        &meta,
     )
-        .into_response())
+    .map_err(|e| ApiError::Internal(format!("serialising an indicator page: {e}")))?;
+    Ok((response_headers, body).into_response())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -982,6 +982,98 @@ mod tests {
             "adx_14_plus_di"
         );
         assert_eq!(column_name("obv", "obv", "obv"), "obv");
+    }
+
+    /// A page as serde writes it: the reference [`page_json`] must match byte for byte.
+    fn serialised_by_serde(
+        names: &[String],
+        open_times: &[i64],
+        series: &[Series],
+        offset: usize,
+        next_cursor: Option<&str>,
+        meta: IndicatorsMeta,
+    ) -> Vec<u8> {
+        use serde::ser::{SerializeMap, Serializer};
+
+        struct Row<'a>(&'a [String], i64, Vec<Option<f64>>);
+        impl Serialize for Row<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len() + 1))?;
+                map.serialize_entry("open_time", &Timestamp(self.1))?;
+                for (name, value) in self.0.iter().zip(&self.2) {
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            data: Vec<Row<'a>>,
+            next_cursor: Option<&'a str>,
+            meta: IndicatorsMeta,
+        }
+        let data = open_times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Row(names, t, series.iter().map(|s| s.get(offset + i)).collect()))
+            .collect();
+        serde_json::to_vec(&Body {
+            data,
+            next_cursor,
+            meta,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_page_is_written_as_serde_would_write_it() {
+        let meta = || IndicatorsMeta {
+            symbol: "BTC".to_owned(),
+            interval: IntervalName::H1,
+            source_interval: Some(IntervalName::M1),
+            derived: true,
+            indicators: vec!["rsi:14".to_owned(), "odd".to_owned()],
+            columns: vec![IndicatorColumn {
+                name: "rsi_14".to_owned(),
+                indicator: "rsi:14".to_owned(),
+                output: "rsi".to_owned(),
+            }],
+            warm_up: WarmUpMeta {
+                required: vec![IndicatorWarmUp {
+                    indicator: "rsi:14".to_owned(),
+                    strategy: WarmUpStrategy::Candles,
+                    candles: Some(250),
+                }],
+                loaded: 1,
+                from: Some(Timestamp(0)),
+                reached_first_stored: false,
+            },
+            window_start: Timestamp(3_600_000),
+            window_end: Timestamp(18_000_000),
+            returned: 4,
+        };
+        // A name needing escapes, a value past the end of its column, undefined values
+        // and floats whose shortest form is awkward.
+        let names = vec!["rsi_14".to_owned(), "q\"uote\u{1}".to_owned()];
+        let series = [
+            Series::from_raw(vec![1.0, f64::NAN, -0.1, 1e-7, 123_456_789.123_456_78]),
+            Series::from_raw(vec![0.0, f64::INFINITY, 5e300, -0.0]),
+        ];
+        let open_times = [3_600_000, 7_200_000, 10_800_000, -1_000];
+        for next_cursor in [None, Some("abc")] {
+            let written = page_json(&names, &open_times, &series, 1, next_cursor, &meta()).unwrap();
+            let expected =
+                serialised_by_serde(&names, &open_times, &series, 1, next_cursor, meta());
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+        let empty = page_json(&names, &[], &series, 0, None, &meta()).unwrap();
+        assert_eq!(
+            empty,
+            serialised_by_serde(&names, &[], &series, 0, None, meta())
+        );
     }
 
     #[test]

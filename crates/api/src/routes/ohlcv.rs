@@ -25,7 +25,7 @@ use super::{IntervalName, params};
 use crate::error::{ApiError, Problem};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
-use crate::wire::Timestamp;
+use crate::wire::{PAGE_START, Timestamp, end_page};
 
 const DEFAULT_LIMIT: u32 = 500;
 /// Most rows one CSV or NDJSON response streams.
@@ -369,7 +369,7 @@ fn page_json(
     meta: &OhlcvMeta,
 ) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(1024 + bars.len() * JSON_BYTES_PER_CANDLE);
-    out.extend_from_slice(b"{\"data\":[");
+    out.extend_from_slice(PAGE_START);
     let mut previous_close = None;
     for (i, bar) in bars.iter().enumerate() {
         if i > 0 {
@@ -377,11 +377,7 @@ fn page_json(
         }
         previous_close = Some(write_candle_json(&mut out, bar, step, now, previous_close)?);
     }
-    out.extend_from_slice(b"],\"next_cursor\":");
-    serde_json::to_writer(&mut out, &next_cursor)?;
-    out.extend_from_slice(b",\"meta\":");
-    serde_json::to_writer(&mut out, meta)?;
-    out.push(b'}');
+    end_page(&mut out, next_cursor, meta)?;
     Ok(out)
 }
 
