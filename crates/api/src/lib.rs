@@ -83,15 +83,19 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[cfg(not(feature = "insecure-no-auth-for-benchmarks"))]
 fn with_access_control(router: OpenApiAxumRouter, state: &AppState) -> OpenApiAxumRouter {
     let access = middleware::auth::Access::of(state);
-    // Authentication hands authenticated requests straight to rate limiting: one
-    // middleware boundary per request instead of two.
+    // Authentication hands authenticated requests straight to rate limiting, and rate
+    // limiting to the response cache: one middleware boundary per request instead of
+    // three, and a cached answer never skips a scope check or a quota.
     router.route_layer(from_fn_with_state(access, middleware::auth::authenticate))
 }
 
 #[cfg(feature = "insecure-no-auth-for-benchmarks")]
-fn with_access_control(router: OpenApiAxumRouter, _state: &AppState) -> OpenApiAxumRouter {
+fn with_access_control(router: OpenApiAxumRouter, state: &AppState) -> OpenApiAxumRouter {
     tracing::error!("built without authentication or rate limits: for benchmarks only");
-    router
+    router.route_layer(from_fn_with_state(
+        Arc::clone(&state.response_cache),
+        middleware::response_cache::cache,
+    ))
 }
 
 type OpenApiAxumRouter = Router<AppState>;
@@ -120,12 +124,7 @@ pub fn metrics_app(state: AppState) -> Router {
 pub fn app(state: AppState, settings: &middleware::Settings) -> Router {
     let (router, _) = api_router().split_for_parts();
     // Route layers run after routing, so they know the route template and its required
-    // scope: authenticate, then rate-limit the key, then the response cache, so a cached
-    // answer never skips a scope check or a quota.
-    let router = router.route_layer(from_fn_with_state(
-        Arc::clone(&state.response_cache),
-        middleware::response_cache::cache,
-    ));
+    // scope: authenticate, then rate-limit the key, then the response cache.
     let metrics = Arc::clone(&state.metrics);
     let auth = Arc::clone(&state.auth);
     let router = with_access_control(router, &state)

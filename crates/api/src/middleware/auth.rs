@@ -11,17 +11,19 @@ use axum::middleware::Next;
 use axum::response::Response;
 use marketd_domain::access::{AuditEvent, Scope};
 
+use super::response_cache::{self, ResponseCache};
 use crate::auth::Auth;
 use crate::auth::{AuthFailure, ClientIp, Principal, Requirement};
 use crate::error::{ApiError, Problem, ProblemType};
 use crate::state::{AppState, Clock};
 
-/// What the auth and rate-limit layers need: less than `AppState`, so each request
-/// clones one reference count rather than several.
+/// What the auth, rate-limit and response-cache steps need: less than `AppState`, so
+/// each request clones a few reference counts rather than all of them.
 #[derive(Clone, Debug)]
 pub struct Access {
     pub auth: std::sync::Arc<Auth>,
     pub clock: Clock,
+    pub cache: std::sync::Arc<ResponseCache>,
 }
 
 impl Access {
@@ -29,6 +31,7 @@ impl Access {
         Self {
             auth: std::sync::Arc::clone(&state.auth),
             clock: state.clock,
+            cache: std::sync::Arc::clone(&state.response_cache),
         }
     }
 
@@ -104,7 +107,7 @@ pub async fn authenticate(
         // A route missing from the document is refused rather than left open.
         .unwrap_or(Requirement::Scope(Scope::KeysAdmin));
     if requirement == Requirement::Public {
-        return next.run(request).await;
+        return response_cache::respond(&state.cache, request, next).await;
     }
     let ip = request
         .extensions()

@@ -10,6 +10,7 @@ use axum::response::Response;
 use marketd_domain::access::AuditEvent;
 
 use super::auth::Access;
+use super::response_cache;
 use crate::auth::{ClientIp, Principal};
 use crate::error::{Problem, ProblemType};
 use crate::limiter::rate_limit_headers;
@@ -19,12 +20,12 @@ pub async fn rate_limit(State(state): State<Access>, request: Request, next: Nex
     limit(&state, request, next).await
 }
 
-/// Rate-limits the authenticated caller of `request`, then runs the rest of the stack.
-/// The auth layer calls this directly after authenticating, so a request passes one
-/// middleware boundary rather than two.
+/// Rate-limits the authenticated caller of `request`, then answers from the response
+/// cache or runs the rest of the stack. The auth layer calls this directly after
+/// authenticating, so a request passes one middleware boundary rather than three.
 pub async fn limit(state: &Access, request: Request, next: Next) -> Response {
     let Some(Principal(key)) = request.extensions().get::<Principal>().cloned() else {
-        return next.run(request).await;
+        return response_cache::respond(&state.cache, request, next).await;
     };
     let decision = state.auth.limiter.check(&key.id, key.rate_limit_per_minute);
     let headers = rate_limit_headers(&decision);
@@ -51,7 +52,8 @@ pub async fn limit(state: &Access, request: Request, next: Next) -> Response {
         );
         return problem.into_response_with(headers.into_iter().chain([retry_after]));
     }
-    let mut response = next.run(request).await;
+    // The cache answers only after the quota is charged, so a hit never skips it.
+    let mut response = response_cache::respond(&state.cache, request, next).await;
     response.headers_mut().extend(headers);
     response
 }

@@ -1,7 +1,8 @@
 //! Response cache and conditional requests for the GET data routes.
 //!
-//! A route layer, so it runs after authentication and rate limiting: a cached answer
-//! never skips a scope check or a quota.
+//! Rate limiting hands each request it lets through to [`respond`], so the cache runs
+//! after authentication and the quota: a cached answer never skips a scope check or a
+//! quota. (A router without authentication uses [`cache`] as a route layer.)
 //!
 //! Every answer of these routes gets a strong `ETag` (a hash of its bytes), and a
 //! matching `If-None-Match` gets 304, which saves the transfer.
@@ -45,6 +46,46 @@ pub const CACHEABLE_ROUTES: [&str; 8] = [
 /// Largest body kept; larger answers are served as they come.
 const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 
+/// Ages, in whole seconds, whose header values are made once rather than per answer.
+const PREFORMATTED_SECS: u64 = 300;
+
+/// `Age: N` and `Cache-Control: private, max-age=N` for N up to the lifetime (and at
+/// most [`PREFORMATTED_SECS`]): a hit clones them instead of formatting and allocating.
+#[derive(Debug, Default)]
+struct Freshness {
+    ages: Vec<HeaderValue>,
+    max_ages: Vec<HeaderValue>,
+}
+
+impl Freshness {
+    fn new(ttl: Duration) -> Self {
+        let upto = ttl.as_secs().min(PREFORMATTED_SECS);
+        Self {
+            ages: (0..=upto).map(HeaderValue::from).collect(),
+            max_ages: (0..=upto).map(max_age).collect(),
+        }
+    }
+
+    fn age(&self, secs: u64) -> HeaderValue {
+        usize::try_from(secs)
+            .ok()
+            .and_then(|index| self.ages.get(index).cloned())
+            .unwrap_or_else(|| HeaderValue::from(secs))
+    }
+
+    fn max_age(&self, secs: u64) -> HeaderValue {
+        usize::try_from(secs)
+            .ok()
+            .and_then(|index| self.max_ages.get(index).cloned())
+            .unwrap_or_else(|| max_age(secs))
+    }
+}
+
+fn max_age(secs: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("private, max-age={secs}"))
+        .unwrap_or(HeaderValue::from_static("private, no-cache"))
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     /// The handler's headers (content type, `Link`, …), served again with the body.
@@ -61,6 +102,7 @@ pub struct ResponseCache {
     /// computing; idle gates expire on their own.
     gates: Cache<String, Arc<tokio::sync::Mutex<()>>>,
     ttl: Duration,
+    freshness: Freshness,
     /// Bumped by every [`ResponseCache::clear`]: an answer computed across a clear may
     /// hold data from before the write that caused it, so it is served but not kept.
     generation: AtomicU64,
@@ -96,6 +138,7 @@ impl ResponseCache {
             entries,
             gates,
             ttl,
+            freshness: Freshness::new(ttl),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -166,15 +209,38 @@ impl Default for ResponseCache {
 /// The path and query with parameters sorted by name (stable, so repeated names keep
 /// their order): `?b=2&a=1` and `?a=1&b=2` are one entry.
 fn cache_key(request: &Request) -> String {
+    fn name(pair: &str) -> &str {
+        pair.split('=').next().unwrap_or_default()
+    }
     let uri = request.uri();
-    let mut pairs: Vec<&str> = uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .collect();
-    pairs.sort_by_key(|pair| pair.split('=').next().unwrap_or_default());
-    format!("{}?{}", uri.path(), pairs.join("&"))
+    let query = uri.query().unwrap_or_default();
+    let pairs = || query.split('&').filter(|pair| !pair.is_empty());
+    let mut key = String::with_capacity(uri.path().len() + 1 + query.len());
+    key.push_str(uri.path());
+    key.push('?');
+    // Clients mostly send one parameter, or several already in order: no sort needed.
+    let in_order = pairs()
+        .zip(pairs().skip(1))
+        .all(|(a, b)| name(a) <= name(b));
+    let mut push = |index: usize, pair: &str| {
+        if index > 0 {
+            key.push('&');
+        }
+        key.push_str(pair);
+    };
+    if in_order {
+        pairs()
+            .enumerate()
+            .for_each(|(index, pair)| push(index, pair));
+    } else {
+        let mut sorted: Vec<&str> = pairs().collect();
+        sorted.sort_by_key(|pair| name(pair));
+        sorted
+            .into_iter()
+            .enumerate()
+            .for_each(|(index, pair)| push(index, pair));
+    }
+    key
 }
 
 /// Only JSON is cached; CSV and NDJSON answers stream whole ranges.
@@ -203,12 +269,11 @@ fn answer(cache: &ResponseCache, entry: &Entry, if_none_match: Option<&HeaderVal
     let age = entry.stored_at.elapsed();
     let left = cache.ttl.saturating_sub(age).as_secs();
     let cache_control = if cache.keeps() {
-        HeaderValue::from_str(&format!("private, max-age={left}"))
-            .unwrap_or(HeaderValue::from_static("private, no-cache"))
+        cache.freshness.max_age(left)
     } else {
         HeaderValue::from_static("private, no-cache")
     };
-    let age = HeaderValue::from(age.as_secs());
+    let age = cache.freshness.age(age.as_secs());
     let mut response = if matches(if_none_match, &entry.etag) {
         cache.not_modified.fetch_add(1, Ordering::Relaxed);
         let mut response = StatusCode::NOT_MODIFIED.into_response();
@@ -236,11 +301,18 @@ fn answer(cache: &ResponseCache, entry: &Entry, if_none_match: Option<&HeaderVal
     response
 }
 
+/// The cache as a middleware of its own, for a router without authentication.
 pub async fn cache(
     State(cache): State<Arc<ResponseCache>>,
     request: Request,
     next: Next,
 ) -> Response {
+    respond(&cache, request, next).await
+}
+
+/// Answers `request` from the cache when it can, otherwise runs the rest of the stack
+/// and keeps what it answers. Rate limiting calls this once the quota is charged.
+pub async fn respond(cache: &ResponseCache, request: Request, next: Next) -> Response {
     let cacheable = request.method() == Method::GET
         && request
             .extensions()
@@ -254,7 +326,7 @@ pub async fn cache(
     let if_none_match = request.headers().get(header::IF_NONE_MATCH).cloned();
     if let Some(entry) = cache.fresh(&key) {
         cache.hits.fetch_add(1, Ordering::Relaxed);
-        return answer(&cache, &entry, if_none_match.as_ref());
+        return answer(cache, &entry, if_none_match.as_ref());
     }
     let gate = cache.keeps().then(|| {
         cache
@@ -268,7 +340,7 @@ pub async fn cache(
     // Computed by the request ahead of this one while it waited.
     if let Some(entry) = cache.fresh(&key) {
         cache.hits.fetch_add(1, Ordering::Relaxed);
-        return answer(&cache, &entry, if_none_match.as_ref());
+        return answer(cache, &entry, if_none_match.as_ref());
     }
     cache.misses.fetch_add(1, Ordering::Relaxed);
     let generation = cache.generation.load(Ordering::Acquire);
@@ -305,7 +377,7 @@ pub async fn cache(
         etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
         stored_at: Instant::now(),
     };
-    let served = answer(&cache, &entry, if_none_match.as_ref());
+    let served = answer(cache, &entry, if_none_match.as_ref());
     if cache.keeps() && cache.generation.load(Ordering::Acquire) == generation {
         cache.entries.insert(key, Arc::new(entry));
     }
@@ -476,5 +548,27 @@ mod tests {
             assert!(!own.headers().contains_key(header::ETAG));
         }
         assert_eq!(f.cache.misses.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn keys_sort_parameters_by_name_and_keep_repeats_in_order() {
+        let key = |uri: &str| cache_key(&Request::get(uri).body(Body::empty()).unwrap());
+        assert_eq!(key("/v1/prices"), "/v1/prices?");
+        assert_eq!(key("/v1/prices?symbols=BTC"), "/v1/prices?symbols=BTC");
+        assert_eq!(key("/v1/x?b=2&a=1"), "/v1/x?a=1&b=2");
+        assert_eq!(key("/v1/x?a=1&&b=2&"), "/v1/x?a=1&b=2");
+        assert_eq!(key("/v1/x?&b=2&&a=1&"), "/v1/x?a=1&b=2");
+        assert_eq!(key("/v1/x?s=2&a=1&s=1"), "/v1/x?a=1&s=2&s=1");
+        assert_eq!(key("/v1/x?a=1&s=2&s=1"), "/v1/x?a=1&s=2&s=1");
+        assert_eq!(key("/v1/x?b=1&a"), "/v1/x?a&b=1");
+    }
+
+    #[test]
+    fn preformatted_freshness_reads_as_formatted() {
+        let freshness = Freshness::new(Duration::from_secs(3));
+        for secs in [0, 1, 3, 4, 1000] {
+            assert_eq!(freshness.age(secs), secs.to_string());
+            assert_eq!(freshness.max_age(secs), format!("private, max-age={secs}"));
+        }
     }
 }
