@@ -779,6 +779,52 @@ async fn cached_answers_still_need_a_key_with_the_scope(app: &TestApp) {
     assert_eq!(again.text().await.unwrap(), body);
 }
 
+/// A kept answer is served only to a caller the uncached answer would have been served
+/// to: the key, its scope and its quota are checked on every hit.
+#[tokio::test]
+async fn kept_answers_skip_no_key_scope_or_quota_check() {
+    use marketd_domain::access::Scope;
+
+    let app = crate::helpers::spawn_app_on(marketd_testkit::TestDb::sqlite(), |url| {
+        let mut config = crate::helpers::config(url);
+        config.response_cache = std::time::Duration::from_secs(60);
+        config
+    })
+    .await
+    .unwrap();
+    seed_btc(app.store.as_ref(), 3).await;
+    let path = "/v1/prices?symbols=BTC";
+    let kept = app.get(path).await;
+    assert_eq!(kept.status(), 200);
+    let body = kept.text().await.unwrap();
+
+    let once = crate::helpers::issue_key(&app.auth, "once", &[Scope::PricesRead], |spec| {
+        spec.rate_limit_per_minute = 1;
+    })
+    .await;
+    let once = crate::helpers::bearer_client(&once);
+    let hit = once.get(app.url(path)).send().await.unwrap();
+    assert_eq!(hit.status(), 200);
+    assert!(hit.headers().contains_key("age"), "served from the cache");
+    assert!(
+        hit.headers().contains_key("ratelimit"),
+        "a hit spends quota"
+    );
+    assert_eq!(hit.text().await.unwrap(), body);
+    let refused = once.get(app.url(path)).send().await.unwrap();
+    assert_eq!(refused.status(), 429, "a kept answer past the quota");
+
+    let signals_only =
+        crate::helpers::issue_key(&app.auth, "signals only", &[Scope::SignalsRead], |_| {}).await;
+    let signals_only = crate::helpers::bearer_client(&signals_only);
+    let forbidden = signals_only.get(app.url(path)).send().await.unwrap();
+    assert_eq!(forbidden.status(), 403, "a kept answer without the scope");
+
+    let anonymous = reqwest::get(app.url(path)).await.unwrap();
+    assert_eq!(anonymous.status(), 401, "a kept answer without a key");
+    app.stop().await;
+}
+
 /// With answers kept for a minute, a write by another process still reaches clients
 /// within the engines' polls: kept answers are dropped when stored data changes.
 #[tokio::test]
