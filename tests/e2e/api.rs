@@ -779,12 +779,8 @@ async fn cached_answers_still_need_a_key_with_the_scope(app: &TestApp) {
     assert_eq!(again.text().await.unwrap(), body);
 }
 
-/// A kept answer is served only to a caller the uncached answer would have been served
-/// to: the key, its scope and its quota are checked on every hit.
-#[tokio::test]
-async fn kept_answers_skip_no_key_scope_or_quota_check() {
-    use marketd_domain::access::Scope;
-
+/// marketd on SQLite keeping answers for a minute, with three hourly BTC candles.
+async fn app_keeping_answers_a_minute() -> TestApp {
     let app = crate::helpers::spawn_app_on(marketd_testkit::TestDb::sqlite(), |url| {
         let mut config = crate::helpers::config(url);
         config.response_cache = std::time::Duration::from_secs(60);
@@ -793,6 +789,16 @@ async fn kept_answers_skip_no_key_scope_or_quota_check() {
     .await
     .unwrap();
     seed_btc(app.store.as_ref(), 3).await;
+    app
+}
+
+/// A kept answer is served only to a caller the uncached answer would have been served
+/// to: the key, its scope and its quota are checked on every hit.
+#[tokio::test]
+async fn kept_answers_skip_no_key_scope_or_quota_check() {
+    use marketd_domain::access::Scope;
+
+    let app = app_keeping_answers_a_minute().await;
     let path = "/v1/prices?symbols=BTC";
     let kept = app.get(path).await;
     assert_eq!(kept.status(), 200);
@@ -829,14 +835,7 @@ async fn kept_answers_skip_no_key_scope_or_quota_check() {
 /// within the engines' polls: kept answers are dropped when stored data changes.
 #[tokio::test]
 async fn kept_answers_are_dropped_when_stored_data_changes() {
-    let app = crate::helpers::spawn_app_on(marketd_testkit::TestDb::sqlite(), |url| {
-        let mut config = crate::helpers::config(url);
-        config.response_cache = std::time::Duration::from_secs(60);
-        config
-    })
-    .await
-    .unwrap();
-    seed_btc(app.store.as_ref(), 3).await;
+    let app = app_keeping_answers_a_minute().await;
     let price_of = |body: Value| body["data"][0]["price"].as_f64().unwrap();
     let path = "/v1/prices?symbols=BTC";
     let before = price_of(app.get(path).await.json().await.unwrap());
