@@ -11,6 +11,7 @@ mod jobs;
 mod keys;
 mod leader;
 mod model;
+mod packed;
 mod pool_waits;
 mod postgres;
 mod postgres_copy;
@@ -25,6 +26,7 @@ mod sqlite;
 mod sqlite_gaps;
 mod sqlite_jobs;
 mod sqlite_keys;
+mod sqlite_pages;
 mod sqlite_signals;
 
 pub use changes::{CHANNEL as CHANGES_CHANNEL, Change, Changes};

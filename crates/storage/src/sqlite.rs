@@ -17,10 +17,11 @@ use crate::model::{
 };
 use crate::pool_waits::PoolWaits;
 use crate::{Asset, Backend, ConnectOptions, Result, SeriesInfo, Store, dedupe_candles, now_ms};
+use crate::{packed, sqlite_pages};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
-/// Rows per multi-row INSERT: 10 bound values each keeps us far below SQLite's limit of
+/// Rows per multi-row INSERT: 11 bound values each keeps us far below SQLite's limit of
 /// 32,766 variables while amortising the statement overhead.
 const ROWS_PER_INSERT: usize = 500;
 
@@ -75,6 +76,44 @@ impl SqliteStore {
             .await?)
     }
 
+    /// The candles of a range, with their sources unless `with_source` is false.
+    async fn read_candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+        with_source: bool,
+    ) -> Result<Vec<Bar>> {
+        let sql = if with_source {
+            sqlite_pages::PAGE_WITH_SOURCES
+        } else {
+            sqlite_pages::PAGE
+        };
+        let mut conn = self.conn().await?;
+        let page = sqlx::query(sql)
+            .bind(symbol)
+            .bind(interval.as_str())
+            .bind(start)
+            .bind(end)
+            .bind(i64::from(limit))
+            .fetch_one(&mut *conn)
+            .await?;
+        if let Some(bars) = sqlite_pages::bars_from_page(&page, with_source)? {
+            return Ok(bars);
+        }
+        let text: Option<String> = sqlx::query_scalar(sqlite_pages::PAGE_AS_TEXT)
+            .bind(symbol)
+            .bind(interval.as_str())
+            .bind(start)
+            .bind(end)
+            .bind(i64::from(limit))
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlite_pages::bars_from_text(text.as_deref())
+    }
+
     /// A pooled connection, its wait recorded.
     pub(crate) async fn conn(&self) -> Result<PoolConnection<Sqlite>> {
         Ok(self.waits.time(self.pool.acquire()).await?)
@@ -96,6 +135,10 @@ impl Store for SqliteStore {
 
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
+        let packed = sqlite_pages::pack_unpacked(&self.pool).await?;
+        if packed > 0 {
+            tracing::info!(candles = packed, "packed stored candles for page reads");
+        }
         Ok(())
     }
 
@@ -180,7 +223,8 @@ impl Store for SqliteStore {
         for chunk in candles.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO candles
-                 (symbol, period, open_time, open, high, low, close, volume, source, updated_at) ",
+                 (symbol, period, open_time, open, high, low, close, volume, source, updated_at,
+                  packed) ",
             );
             insert.push_values(chunk, |mut row, c| {
                 row.push_bind(symbol)
@@ -192,13 +236,15 @@ impl Store for SqliteStore {
                     .push_bind(c.close)
                     .push_bind(c.volume)
                     .push_bind(source)
-                    .push_bind(updated_at);
+                    .push_bind(updated_at)
+                    .push_bind(packed::pack(c).to_vec());
             });
             insert.push(
                 " ON CONFLICT (symbol, period, open_time) DO UPDATE SET
                     open = excluded.open, high = excluded.high, low = excluded.low,
                     close = excluded.close, volume = excluded.volume,
-                    source = excluded.source, updated_at = excluded.updated_at",
+                    source = excluded.source, updated_at = excluded.updated_at,
+                    packed = excluded.packed",
             );
             written += insert.build().execute(&mut *tx).await?.rows_affected();
         }
@@ -235,28 +281,20 @@ impl Store for SqliteStore {
         end: i64,
         limit: u32,
     ) -> Result<Vec<Bar>> {
-        // One text row for the whole range: sqlx hands each result row from SQLite's
-        // thread to the task on its own, and that hand-off cost several times the read.
-        // `%!.17g` is an exact round trip for every double (SQLite 3.43 and later).
-        let packed: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(
-                        open_time || ',' || printf('%!.17g', open) || ','
-                        || printf('%!.17g', high) || ',' || printf('%!.17g', low) || ','
-                        || printf('%!.17g', close) || ',' || printf('%!.17g', volume) || ','
-                        || hex(source),
-                        char(10) ORDER BY open_time)
-             FROM (SELECT open_time, open, high, low, close, volume, source FROM candles
-                   WHERE symbol = ? AND period = ? AND open_time >= ? AND open_time < ?
-                   ORDER BY open_time LIMIT ?)",
-        )
-        .bind(symbol)
-        .bind(interval.as_str())
-        .bind(start)
-        .bind(end)
-        .bind(i64::from(limit))
-        .fetch_one(&mut *self.conn().await?)
-        .await?;
-        packed.map_or(Ok(Vec::new()), |text| unpack_candles(&text))
+        self.read_candles(symbol, interval, start, end, limit, true)
+            .await
+    }
+
+    async fn candle_values(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+    ) -> Result<Vec<Bar>> {
+        self.read_candles(symbol, interval, start, end, limit, false)
+            .await
     }
 
     async fn upsert_latest_price(&self, p: &LatestPrice) -> Result<()> {
@@ -326,57 +364,6 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// The rows [`SqliteStore::candles`] packs into one text: a line per candle of
-/// `open_time,open,high,low,close,volume,hex(source)`.
-fn unpack_candles(text: &str) -> Result<Vec<Bar>> {
-    let malformed = || crate::StoreError::Corrupt("a packed candle row is malformed".into());
-    let mut bars = Vec::with_capacity(text.len() / 96 + 1);
-    let mut last_source: Option<(&str, String)> = None;
-    for line in text.split('\n') {
-        let mut fields = line.split(',');
-        let mut next = || fields.next().ok_or_else(malformed);
-        let open_time: i64 = next()?.parse().map_err(|_| malformed())?;
-        let mut value = || -> Result<f64> { next()?.parse().map_err(|_| malformed()) };
-        let candle = Candle {
-            open_time,
-            open: value()?,
-            high: value()?,
-            low: value()?,
-            close: value()?,
-            volume: value()?,
-        };
-        let hex_source = fields.next().ok_or_else(malformed)?;
-        // Consecutive candles nearly always share a source: decode it once per run.
-        let source = match &last_source {
-            Some((hex, decoded)) if *hex == hex_source => decoded.clone(),
-            _ => {
-                let decoded = decode_hex_text(hex_source).ok_or_else(malformed)?;
-                last_source = Some((hex_source, decoded.clone()));
-                decoded
-            }
-        };
-        bars.push(Bar {
-            candle,
-            source,
-            count: 1,
-        });
-    }
-    Ok(bars)
-}
-
-fn decode_hex_text(hex: &str) -> Option<String> {
-    let digit = |b: u8| (b as char).to_digit(16);
-    let bytes = hex
-        .as_bytes()
-        .chunks(2)
-        .map(|pair| match pair {
-            [hi, lo] => Some((digit(*hi)? * 16 + digit(*lo)?) as u8),
-            _ => None,
-        })
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
