@@ -462,6 +462,19 @@ async fn validation_errors_are_problems(app: &TestApp) {
             "validation_failed",
             Some("start"),
         ),
+        // Unix milliseconds only as the document's pattern has them.
+        (
+            "/v1/ohlcv/BTC?start=01704067200000",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("start"),
+        ),
+        (
+            "/v1/signals?symbols=BTC&as_of=%201704067200000",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("as_of"),
+        ),
         (
             "/v1/ohlcv/BTC?start=2024-01-02T00:00:00Z&end=2024-01-01T00:00:00Z",
             StatusCode::BAD_REQUEST,

@@ -31,10 +31,10 @@ pub struct AuditQuery {
     #[param(example = "auth_failed")]
     pub event: Option<String>,
     /// Entries at or after this instant (RFC 3339 or Unix ms).
-    #[param(value_type = Option<String>, format = DateTime)]
+    #[param(value_type = Option<super::params::TimestampInput>, inline)]
     pub start: Option<String>,
     /// Entries before this instant (RFC 3339 or Unix ms).
-    #[param(value_type = Option<String>, format = DateTime)]
+    #[param(value_type = Option<super::params::TimestampInput>, inline)]
     pub end: Option<String>,
     /// Entries per page, 1 to 1000 (default 100).
     #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]

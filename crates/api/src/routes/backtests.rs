@@ -49,10 +49,10 @@ pub struct BacktestRequest {
     #[schema(example = json!({"fast": 12, "slow": 26}))]
     pub params: Option<BTreeMap<String, f64>>,
     /// First candle traded (RFC 3339 or Unix ms); signals are warmed up on earlier candles.
-    #[schema(example = "2026-06-01T00:00:00Z", format = DateTime)]
+    #[schema(value_type = super::params::TimestampInput, inline, example = "2026-06-01T00:00:00Z")]
     pub start: String,
     /// End, exclusive; at most 100000 candles after `start`.
-    #[schema(example = "2026-11-01T00:00:00Z", format = DateTime)]
+    #[schema(value_type = super::params::TimestampInput, inline, example = "2026-11-01T00:00:00Z")]
     pub end: String,
     /// Fee per fill in basis points, 0 to 1000 (default 10).
     #[validate(range(min = 0.0, max = 1000.0, message = "must be between 0 and 1000"))]

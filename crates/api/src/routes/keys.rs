@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use marketd_domain::access::{IpNet, KeyRecord, KeyState, Scope, Scopes};
 use marketd_domain::api_key::KeyEnvironment;
-use marketd_domain::parse_timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
@@ -155,7 +154,7 @@ pub struct CreateKey {
     #[schema(example = json!(["203.0.113.0/24"]), max_items = 32)]
     pub allowed_cidrs: Option<Vec<String>>,
     /// When the key stops working (RFC 3339 or Unix ms); must be in the future.
-    #[schema(format = DateTime)]
+    #[schema(value_type = Option<super::params::TimestampInput>, inline)]
     pub expires_at: Option<String>,
     /// Alternatively, a lifetime such as `90d`, `12h`, `30m` (at most 3650 days).
     #[schema(example = "90d", pattern = "^[1-9][0-9]{0,7}[smhd]$")]
@@ -270,7 +269,7 @@ pub fn key_spec(body: &CreateKey, now: i64) -> Result<NewKey, ApiError> {
             ));
             None
         }
-        (Some(at), None) => match parse_timestamp(at) {
+        (Some(at), None) => match super::params::timestamp_input(at) {
             Ok(at) if at > now && at - now <= MAX_EXPIRY_MS => Some(at),
             Ok(_) => {
                 errors.push(field(

@@ -16,6 +16,7 @@ pub mod stream;
 
 mod cursor;
 mod interval;
+mod number_pattern;
 mod params;
 mod window;
 

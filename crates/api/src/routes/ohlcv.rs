@@ -45,11 +45,11 @@ pub struct OhlcvQuery {
     /// First bucket to include: RFC 3339 or Unix milliseconds. A bucket is included when
     /// it opens at or after `start`. Default: `limit` buckets before `end` (streams: the
     /// most a stream may carry).
-    #[param(value_type = Option<String>, format = DateTime, example = "2024-01-01T00:00:00Z")]
+    #[param(value_type = Option<super::params::TimestampInput>, inline, example = "2024-01-01T00:00:00Z")]
     pub start: Option<String>,
     /// Exclusive end: buckets opening before it are included. RFC 3339 or Unix
     /// milliseconds. Default: just after the bucket in progress.
-    #[param(value_type = Option<String>, format = DateTime, example = "2024-01-02T00:00:00Z")]
+    #[param(value_type = Option<super::params::TimestampInput>, inline, example = "2024-01-02T00:00:00Z")]
     pub end: Option<String>,
     /// Candles per page, 1 to 1000 (default 500). Ignored by CSV and NDJSON streams.
     #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]

@@ -56,7 +56,7 @@ pub struct SignalsQuery {
     pub params: Option<String>,
     /// Point in time (RFC 3339 or Unix ms): the signal as known then, from candles closed
     /// by then. Default now.
-    #[param(value_type = Option<String>, format = DateTime, example = "2024-01-13T12:00:00Z")]
+    #[param(value_type = Option<super::params::TimestampInput>, inline, example = "2024-01-13T12:00:00Z")]
     pub as_of: Option<String>,
 }
 
@@ -328,10 +328,10 @@ pub struct HistoryQuery {
     /// Parameters as `name:value` pairs.
     pub params: Option<String>,
     /// First candle considered (default: 1000 candles before `end`).
-    #[param(value_type = Option<String>, format = DateTime, example = "2024-01-01T00:00:00Z")]
+    #[param(value_type = Option<super::params::TimestampInput>, inline, example = "2024-01-01T00:00:00Z")]
     pub start: Option<String>,
     /// End of the window, exclusive (default now); at most 100000 candles after `start`.
-    #[param(value_type = Option<String>, format = DateTime, example = "2024-01-31T00:00:00Z")]
+    #[param(value_type = Option<super::params::TimestampInput>, inline, example = "2024-01-31T00:00:00Z")]
     pub end: Option<String>,
     /// Changes per page, 1 to 1000 (default 100).
     #[validate(range(min = 1, max = 1000, message = "must be between 1 and 1000"))]
