@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
 
 use crate::asset_cache::AssetCache;
 use crate::changes::{Change, ChangeFeed, Changes};
@@ -91,27 +91,23 @@ impl SqliteStore {
         } else {
             sqlite_pages::PAGE
         };
+        let page_query = |sql| {
+            sqlx::query(sql)
+                .bind(symbol)
+                .bind(interval.as_str())
+                .bind(start)
+                .bind(end)
+                .bind(i64::from(limit))
+        };
         let mut conn = self.conn().await?;
-        let page = sqlx::query(sql)
-            .bind(symbol)
-            .bind(interval.as_str())
-            .bind(start)
-            .bind(end)
-            .bind(i64::from(limit))
-            .fetch_one(&mut *conn)
-            .await?;
+        let page = page_query(sql).fetch_one(&mut *conn).await?;
         if let Some(bars) = sqlite_pages::bars_from_page(&page, with_source)? {
             return Ok(bars);
         }
-        let text: Option<String> = sqlx::query_scalar(sqlite_pages::PAGE_AS_TEXT)
-            .bind(symbol)
-            .bind(interval.as_str())
-            .bind(start)
-            .bind(end)
-            .bind(i64::from(limit))
+        let text = page_query(sqlite_pages::PAGE_AS_TEXT)
             .fetch_one(&mut *conn)
             .await?;
-        sqlite_pages::bars_from_text(text.as_deref())
+        sqlite_pages::bars_from_text(text.try_get(0)?)
     }
 
     /// A pooled connection, its wait recorded.

@@ -38,6 +38,15 @@ const TRADES_IN_RESULT: usize = 100;
 /// Body of `POST /v1/backtests`.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
+// A whole example: an inlined field schema (the timestamps) carries none of its own.
+#[schema(example = json!({
+    "symbol": "BTC",
+    "interval": "1h",
+    "strategy": "ema_cross",
+    "params": {"fast": 12, "slow": 26},
+    "start": "2026-06-01T00:00:00Z",
+    "end": "2026-11-01T00:00:00Z"
+}))]
 pub struct BacktestRequest {
     #[schema(example = "BTC", pattern = "^[A-Za-z0-9]{1,15}$")]
     pub symbol: String,
@@ -49,10 +58,10 @@ pub struct BacktestRequest {
     #[schema(example = json!({"fast": 12, "slow": 26}))]
     pub params: Option<BTreeMap<String, f64>>,
     /// First candle traded (RFC 3339 or Unix ms); signals are warmed up on earlier candles.
-    #[schema(value_type = super::params::TimestampInput, inline, example = "2026-06-01T00:00:00Z")]
+    #[schema(value_type = super::params::TimestampInput, inline)]
     pub start: String,
     /// End, exclusive; at most 100000 candles after `start`.
-    #[schema(value_type = super::params::TimestampInput, inline, example = "2026-11-01T00:00:00Z")]
+    #[schema(value_type = super::params::TimestampInput, inline)]
     pub end: String,
     /// Fee per fill in basis points, 0 to 1000 (default 10).
     #[validate(range(min = 0.0, max = 1000.0, message = "must be between 0 and 1000"))]

@@ -30,9 +30,9 @@ pub fn timestamp(field: &str, raw: &str) -> Result<i64, FieldError> {
 /// [`TimestampInput`] documents, so a value the document calls invalid is refused.
 pub fn timestamp_input(raw: &str) -> Result<i64, TimestampError> {
     let digits = raw.strip_prefix('-').unwrap_or(raw);
-    let padded_number = digits.len() > 1 || digits.len() < raw.len();
     let is_number = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-    if raw.trim() != raw || (is_number && padded_number && digits.starts_with('0')) {
+    let leading_zero = is_number && digits.starts_with('0') && raw != "0";
+    if raw.trim() != raw || leading_zero {
         return Err(TimestampError::Malformed);
     }
     parse_timestamp(raw)
