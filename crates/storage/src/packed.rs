@@ -72,15 +72,59 @@ pub(crate) fn bars_from_parts(packed: &[u8], sources: Option<&str>) -> Result<Op
     Ok(Some(bars))
 }
 
-fn unpack_page(packed: &[u8]) -> Result<Vec<Bar>> {
+/// Which candles of a block a page keeps: those opened in `open_times`, up to `limit`
+/// in the whole page.
+pub(crate) struct PageBounds {
+    pub open_times: std::ops::Range<i64>,
+    pub limit: usize,
+}
+
+/// Appends to `bars` the candles of one block, packed and joined in ascending open time,
+/// that `keep` admits, each with its source when `sources` (joined by
+/// [`SOURCE_SEPARATOR`]) is given. `false` when the sources cannot be told apart, so the
+/// caller must read them another way.
+pub(crate) fn extend_from_block(
+    bars: &mut Vec<Bar>,
+    block: &[u8],
+    sources: Option<&str>,
+    keep: &PageBounds,
+) -> Result<bool> {
+    let records = records(block)?;
+    let mut sources = match sources.map(|joined| sources_in_order(joined, records.len())) {
+        Some(None) => return Ok(false),
+        Some(Some(parts)) => Some(parts),
+        None => None,
+    };
+    for record in records {
+        let source = sources.as_mut().and_then(Iterator::next);
+        if bars.len() >= keep.limit {
+            break;
+        }
+        let candle = unpack(record);
+        if keep.open_times.contains(&candle.open_time) {
+            bars.push(Bar {
+                candle,
+                source: source.map(str::to_owned).unwrap_or_default(),
+                count: 1,
+            });
+        }
+    }
+    Ok(true)
+}
+
+fn records(packed: &[u8]) -> Result<&[Record]> {
     let (records, rest) = packed.as_chunks::<PACKED_CANDLE_BYTES>();
     if !rest.is_empty() {
         return Err(StoreError::Corrupt(format!(
-            "a page of packed candles is {} bytes, not a multiple of {PACKED_CANDLE_BYTES}",
+            "packed candles of {} bytes, not a multiple of {PACKED_CANDLE_BYTES}",
             packed.len()
         )));
     }
-    Ok(records
+    Ok(records)
+}
+
+fn unpack_page(packed: &[u8]) -> Result<Vec<Bar>> {
+    Ok(records(packed)?
         .iter()
         .map(|record| Bar {
             candle: unpack(record),

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt as _;
 use marketd_domain::{Bar, Candle, Interval, LatestPrice};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Executor, PgPool, Postgres, Row};
 
 use crate::asset_cache::AssetCache;
@@ -29,7 +29,7 @@ const ROWS_PER_INSERT: usize = 5_000;
 
 /// Bars reserved up front for a candle read: a page's worth, so filling it never
 /// reallocates, while a caller's far larger limit does not reserve memory it may not use.
-const MAX_PREALLOCATED_BARS: u32 = 5_000;
+pub(crate) const MAX_PREALLOCATED_BARS: u32 = 5_000;
 
 /// A pooled connection idle this long is pinged before use; a busier one is not.
 const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
@@ -53,20 +53,16 @@ impl PgStore {
         limit: u32,
         with_source: bool,
     ) -> Result<Vec<Bar>> {
-        let sql = if with_source {
-            postgres_pages::PAGE_WITH_SOURCES
-        } else {
-            postgres_pages::PAGE
-        };
-        let page = sqlx::query(sql)
-            .bind(symbol)
-            .bind(interval.as_str())
-            .bind(start)
-            .bind(end)
-            .bind(i64::from(limit))
-            .fetch_one(&mut *self.conn().await?)
-            .await?;
-        match postgres_pages::bars_from_page(&page, with_source)? {
+        let page = postgres_pages::read_page(
+            &mut *self.conn().await?,
+            symbol,
+            interval,
+            start..end,
+            limit,
+            with_source,
+        )
+        .await?;
+        match page {
             Some(bars) => Ok(bars),
             None => {
                 self.read_candle_rows(symbol, interval, start, end, limit)
@@ -159,6 +155,25 @@ impl PgStore {
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
         Ok(self.waits.time(self.pool.begin()).await?)
     }
+}
+
+/// Takes, before any candle is written, the series lock that the `candle_blocks`
+/// triggers take after each statement. Two transactions writing one series then queue at
+/// their start, rather than one holding the lock while it waits on a row the other wrote,
+/// which Postgres would have to break as a deadlock.
+async fn lock_series_blocks(
+    conn: &mut PgConnection,
+    symbol: &str,
+    interval: Interval,
+) -> Result<()> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('marketd candle blocks'), hashtext($1 || ' ' || $2))",
+    )
+    .bind(symbol)
+    .bind(interval.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The bookkeeping of a candle write, in its transaction: the series' range and revision
@@ -288,6 +303,7 @@ impl Store for PgStore {
         }
         let updated_at = now_ms();
         let mut tx = self.begin().await?;
+        lock_series_blocks(&mut tx, symbol, interval).await?;
         let mut written = 0;
         if candles.len() >= COPY_FROM_ROWS {
             let rows = SeriesRows {
@@ -415,7 +431,8 @@ impl Store for PgStore {
         source: &str,
         batches: tokio::sync::mpsc::Receiver<crate::CandleBatch>,
     ) -> Result<u64> {
-        let tx = self.begin().await?;
+        let mut tx = self.begin().await?;
+        lock_series_blocks(&mut tx, symbol, interval).await?;
         let written =
             crate::postgres_copy::stream_candles(tx, symbol, interval, source, batches).await;
         self.assets.written();
