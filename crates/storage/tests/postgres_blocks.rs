@@ -284,3 +284,50 @@ async fn overlapping_writers_of_one_series_both_succeed() {
     }
     assert_eq!(blocks_out_of_step(&mut conn).await, 0);
 }
+
+/// A database holding candles from before the blocks existed: upgrading builds a block
+/// for every one of them.
+#[tokio::test]
+async fn an_upgrade_builds_the_blocks_of_stored_candles() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let all = sqlx::migrate!("../../migrations/postgres");
+    let before_blocks = sqlx::migrate::Migrator {
+        migrations: all
+            .migrations
+            .iter()
+            .filter(|m| m.description != "candle blocks")
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    assert_eq!(before_blocks.migrations.len() + 1, all.migrations.len());
+    before_blocks.run(&mut conn).await.unwrap();
+    sqlx::query(
+        "INSERT INTO candles (symbol, period, open_time, open, high, low, close, volume,
+                              source, updated_at)
+         SELECT s, p, $1 + i * step, i, i + 1, i - 1, i + 0.5, 1, 'old', 0
+         FROM (VALUES ('BTC', '1h', 3600000::bigint), ('ETH', '1m', 60000::bigint)) v(s, p, step),
+              generate_series(0, 299) i",
+    )
+    .bind(ORIGIN)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let store = marketd_storage::connect(&db.url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert!(block_count(&mut conn).await >= 10);
+    assert_eq!(blocks_out_of_step(&mut conn).await, 0);
+    let page = store
+        .candles("ETH", Interval::M1, i64::MIN, i64::MAX, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 300);
+    assert!(page.iter().all(|bar| bar.source == "old"));
+}
