@@ -42,11 +42,11 @@ pub(crate) async fn read_page(
     limit: u32,
     with_source: bool,
 ) -> Result<Option<Vec<Bar>>> {
+    if range.is_empty() || limit == 0 {
+        return Ok(Some(Vec::new()));
+    }
     let wanted = limit as usize;
     let mut bars = Vec::with_capacity(limit.min(MAX_PREALLOCATED_BARS) as usize);
-    if range.is_empty() || limit == 0 {
-        return Ok(Some(bars));
-    }
     let sql = if with_source {
         BLOCKS_WITH_SOURCES
     } else {

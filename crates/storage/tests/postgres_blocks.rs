@@ -136,36 +136,50 @@ async fn blocks_follow_every_kind_of_write() {
     );
 }
 
-/// Each writer commits one candle of the same block while the others are writing: a
-/// block rebuilt without waiting for the others would lose their candles.
+/// Programs that know nothing of the blocks (a plain INSERT each, on connections of their
+/// own) commit candles of one block at once: a block rebuilt without waiting for the
+/// others' commits would lose their candles.
 #[tokio::test]
 async fn concurrent_writers_of_one_block_lose_nothing() {
-    let Some((_db, store, mut conn)) = open().await else {
+    let Some((db, _store, mut conn)) = open().await else {
         return;
     };
-    for round in 0..5 {
-        let writers: Vec<_> = (0..16)
-            .map(|i| {
-                let store = Arc::clone(&store);
-                let open_time = ORIGIN + (round * 16 + i) * HOUR / 2;
+    let block_start = ORIGIN / (64 * HOUR) * (64 * HOUR);
+    let mut writers = Vec::new();
+    for _ in 0..16 {
+        writers.push(PgConnection::connect(&db.url).await.unwrap());
+    }
+    for round in 0..4 {
+        let inserts: Vec<_> = writers
+            .drain(..)
+            .enumerate()
+            .map(|(i, mut writer)| {
+                let open_time = block_start + (round * 16 + i as i64) * HOUR;
                 tokio::spawn(async move {
-                    store
-                        .upsert_candles("BTC", Interval::H1, "binance", &[candle(open_time, 1.0)])
-                        .await
+                    insert_directly(&mut writer, open_time).await;
+                    writer
                 })
             })
             .collect();
-        for writer in writers {
-            writer.await.unwrap().unwrap();
+        for insert in inserts {
+            writers.push(insert.await.unwrap());
         }
     }
+    assert_eq!(block_count(&mut conn).await, 1);
     assert_eq!(blocks_out_of_step(&mut conn).await, 0);
-    assert_eq!(
-        open_times(store.as_ref(), i64::MIN, i64::MAX, 1_000)
-            .await
-            .len(),
-        80
-    );
+}
+
+/// Stores an hourly BTC candle with plain SQL, as a program other than marketd would.
+async fn insert_directly(conn: &mut PgConnection, open_time: i64) {
+    sqlx::query(
+        "INSERT INTO candles (symbol, period, open_time, open, high, low, close, volume,
+                              source, updated_at)
+         VALUES ('BTC', '1h', $1, 1, 2, 0.5, 1.5, 3, 'direct', 0)",
+    )
+    .bind(open_time)
+    .execute(conn)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -189,15 +203,7 @@ async fn pages_read_the_same_across_gaps_and_block_edges() {
     // no feed would send them.
     let ends = [i64::MIN, i64::MIN + HOUR, i64::MAX - HOUR, i64::MAX];
     for open_time in ends {
-        sqlx::query(
-            "INSERT INTO candles (symbol, period, open_time, open, high, low, close, volume,
-                                  source, updated_at)
-             VALUES ('BTC', '1h', $1, 1, 2, 0.5, 1.5, 3, 'edge', 0)",
-        )
-        .bind(open_time)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+        insert_directly(&mut conn, open_time).await;
     }
     times.extend(ends);
     times.sort_unstable();
