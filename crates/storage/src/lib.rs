@@ -126,7 +126,19 @@ pub trait Store: KeyStore + JobStore + SignalStore + GapStore {
         self.upsert_candles(symbol, interval, source, &all).await
     }
 
-    /// Natively stored candles with `start <= open_time < end`, ascending, at most `limit`.
+    /// Natively stored candles with `start <= open_time < end`, ascending, at most
+    /// `limit`. Without `with_source`, each bar's `source` may be left empty.
+    async fn read_candles(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end: i64,
+        limit: u32,
+        with_source: bool,
+    ) -> Result<Vec<Bar>>;
+
+    /// [`Self::read_candles`] with every bar's source.
     async fn candles(
         &self,
         symbol: &str,
@@ -134,7 +146,10 @@ pub trait Store: KeyStore + JobStore + SignalStore + GapStore {
         start: i64,
         end: i64,
         limit: u32,
-    ) -> Result<Vec<Bar>>;
+    ) -> Result<Vec<Bar>> {
+        self.read_candles(symbol, interval, start, end, limit, true)
+            .await
+    }
 
     /// [`Self::candles`] for callers that compute on the values alone: each bar's
     /// `source` may be left empty, which spares a backend reading and allocating it for
@@ -147,7 +162,8 @@ pub trait Store: KeyStore + JobStore + SignalStore + GapStore {
         end: i64,
         limit: u32,
     ) -> Result<Vec<Bar>> {
-        self.candles(symbol, interval, start, end, limit).await
+        self.read_candles(symbol, interval, start, end, limit, false)
+            .await
     }
 
     /// Stores a price unless a newer one is already stored.

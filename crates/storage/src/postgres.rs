@@ -43,34 +43,6 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// The candles of a range, with their sources unless `with_source` is false.
-    async fn read_candles(
-        &self,
-        symbol: &str,
-        interval: Interval,
-        start: i64,
-        end: i64,
-        limit: u32,
-        with_source: bool,
-    ) -> Result<Vec<Bar>> {
-        let page = postgres_pages::read_page(
-            &mut *self.conn().await?,
-            symbol,
-            interval,
-            start..end,
-            limit,
-            with_source,
-        )
-        .await?;
-        match page {
-            Some(bars) => Ok(bars),
-            None => {
-                self.read_candle_rows(symbol, interval, start, end, limit)
-                    .await
-            }
-        }
-    }
-
     /// The candles of a range with their sources, a row per candle: for the pages whose
     /// joined sources cannot be split apart.
     async fn read_candle_rows(
@@ -351,28 +323,31 @@ impl Store for PgStore {
         Ok(written)
     }
 
-    async fn candles(
+    async fn read_candles(
         &self,
         symbol: &str,
         interval: Interval,
         start: i64,
         end: i64,
         limit: u32,
+        with_source: bool,
     ) -> Result<Vec<Bar>> {
-        self.read_candles(symbol, interval, start, end, limit, true)
-            .await
-    }
-
-    async fn candle_values(
-        &self,
-        symbol: &str,
-        interval: Interval,
-        start: i64,
-        end: i64,
-        limit: u32,
-    ) -> Result<Vec<Bar>> {
-        self.read_candles(symbol, interval, start, end, limit, false)
-            .await
+        let page = postgres_pages::read_page(
+            &mut *self.conn().await?,
+            symbol,
+            interval,
+            start..end,
+            limit,
+            with_source,
+        )
+        .await?;
+        match page {
+            Some(bars) => Ok(bars),
+            None => {
+                self.read_candle_rows(symbol, interval, start, end, limit)
+                    .await
+            }
+        }
     }
 
     async fn upsert_latest_price(&self, p: &LatestPrice) -> Result<()> {

@@ -76,40 +76,6 @@ impl SqliteStore {
             .await?)
     }
 
-    /// The candles of a range, with their sources unless `with_source` is false.
-    async fn read_candles(
-        &self,
-        symbol: &str,
-        interval: Interval,
-        start: i64,
-        end: i64,
-        limit: u32,
-        with_source: bool,
-    ) -> Result<Vec<Bar>> {
-        let sql = if with_source {
-            sqlite_pages::PAGE_WITH_SOURCES
-        } else {
-            sqlite_pages::PAGE
-        };
-        let page_query = |sql| {
-            sqlx::query(sql)
-                .bind(symbol)
-                .bind(interval.as_str())
-                .bind(start)
-                .bind(end)
-                .bind(i64::from(limit))
-        };
-        let mut conn = self.conn().await?;
-        let page = page_query(sql).fetch_one(&mut *conn).await?;
-        if let Some(bars) = sqlite_pages::bars_from_page(&page, with_source)? {
-            return Ok(bars);
-        }
-        let text = page_query(sqlite_pages::PAGE_AS_TEXT)
-            .fetch_one(&mut *conn)
-            .await?;
-        sqlite_pages::bars_from_text(text.try_get(0)?)
-    }
-
     /// A pooled connection, its wait recorded.
     pub(crate) async fn conn(&self) -> Result<PoolConnection<Sqlite>> {
         Ok(self.waits.time(self.pool.acquire()).await?)
@@ -269,28 +235,37 @@ impl Store for SqliteStore {
         Ok(written)
     }
 
-    async fn candles(
+    async fn read_candles(
         &self,
         symbol: &str,
         interval: Interval,
         start: i64,
         end: i64,
         limit: u32,
+        with_source: bool,
     ) -> Result<Vec<Bar>> {
-        self.read_candles(symbol, interval, start, end, limit, true)
-            .await
-    }
-
-    async fn candle_values(
-        &self,
-        symbol: &str,
-        interval: Interval,
-        start: i64,
-        end: i64,
-        limit: u32,
-    ) -> Result<Vec<Bar>> {
-        self.read_candles(symbol, interval, start, end, limit, false)
-            .await
+        let sql = if with_source {
+            sqlite_pages::PAGE_WITH_SOURCES
+        } else {
+            sqlite_pages::PAGE
+        };
+        let page_query = |sql| {
+            sqlx::query(sql)
+                .bind(symbol)
+                .bind(interval.as_str())
+                .bind(start)
+                .bind(end)
+                .bind(i64::from(limit))
+        };
+        let mut conn = self.conn().await?;
+        let page = page_query(sql).fetch_one(&mut *conn).await?;
+        if let Some(bars) = sqlite_pages::bars_from_page(&page, with_source)? {
+            return Ok(bars);
+        }
+        let text = page_query(sqlite_pages::PAGE_AS_TEXT)
+            .fetch_one(&mut *conn)
+            .await?;
+        sqlite_pages::bars_from_text(text.try_get(0)?)
     }
 
     async fn upsert_latest_price(&self, p: &LatestPrice) -> Result<()> {
